@@ -1,0 +1,318 @@
+"""Deterministic SimonsCA1 items from seeds: the seed's v5 generator, eval families, writers.
+
+Two generators:
+
+* :func:`make_item` reproduces the seed author's v5 ``prepare_train_data.py`` item for item, so
+  that the very items a model was trained on can be regenerated (and kept out of eval sets).
+* :func:`make_eval_item` draws from :class:`Families` -- wrap flags, generations, other symbols
+  and sizes v5 never trained on -- from a seed range disjoint from every training range.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from simonsca import rules
+from simonsca.codec import render_counts, render_grid
+from simonsca.errors import DatasetError, OutputExistsError
+from simonsca.tasks import PROMPT_HEADER, Item, Symbols, Task
+
+#: Evaluation seeds start here; v5 training files use seeds from 0 (at most 50,000 of them).
+EVAL_SEED_START = 1_000_000
+#: The seed's v5 run stopped at whichever came first: this many items ...
+V5_MAX_ITEMS = 50_000
+#: ... or this many bytes of ``json.dumps(item)`` summed over items (19,587 items in its log).
+V5_MAX_BYTES = 10 * 1024 * 1024
+#: The literal sample-start marker the seed handed to llama.cpp's ``finetune --sample-start``.
+V5_SAMPLE_START = "<s>"
+
+FORMATS = ("jsonl", "v5", "mlx")
+
+
+def _instruction(seed: int, flags: list[str]) -> str:
+    random.Random(seed + 1000).shuffle(flags)
+    return PROMPT_HEADER + "\n" + " ".join(flags)
+
+
+def _flags(symbols: Symbols, wrap_x: bool, wrap_y: bool, generations: int, task: Task) -> list[str]:
+    flags = [f"dead='{symbols.dead}'", f"live='{symbols.live}'"]
+    if wrap_x:
+        flags.append("wrap_x=True")
+    if wrap_y:
+        flags.append("wrap_y=True")
+    if generations > 1:
+        flags.append(f"generation={generations}")
+    if task is Task.COUNT:
+        flags.append("alive_neighbor_count=True")
+    return flags
+
+
+def _build(
+    *,
+    seed: int,
+    grid: np.ndarray,
+    task: Task,
+    wrap_x: bool,
+    wrap_y: bool,
+    generations: int,
+    symbols: Symbols,
+    generator: str,
+) -> Item:
+    if task is Task.COUNT:
+        expected = rules.neighbor_counts(grid, wrap_x=wrap_x, wrap_y=wrap_y)
+        output = render_counts(expected)
+    else:
+        expected = rules.step(grid, wrap_x=wrap_x, wrap_y=wrap_y, generations=generations)
+        output = render_grid(expected, symbols)
+    return Item(
+        seed=seed,
+        task=task,
+        wrap_x=wrap_x,
+        wrap_y=wrap_y,
+        generations=generations,
+        symbols=symbols,
+        instruction=_instruction(seed, _flags(symbols, wrap_x, wrap_y, generations, task)),
+        input=render_grid(grid, symbols),
+        output=output,
+        generator=generator,
+        grid=grid,
+        expected=np.asarray(expected),
+    )
+
+
+def v5_grid(seed: int) -> np.ndarray:
+    """The input grid of v5 item ``seed`` (height x width, True = live)."""
+    rng = random.Random(seed)
+    width = rng.randint(5, 15)
+    height = rng.randint(5, 15)
+    cells = [[rng.choice([".", "*"]) == "*" for _ in range(width)] for _ in range(height)]
+    return np.array(cells, dtype=bool)
+
+
+def _v5_symbols(seed: int) -> Symbols:
+    rng = random.Random(seed)
+    dead = rng.choice("01")
+    live = rng.choice("01")
+    while dead == live:
+        dead = rng.choice("01")
+        live = rng.choice("01")
+    row_sep = rng.choice(["\n"])
+    cell_sep = rng.choice([","])
+    return Symbols(live=live, dead=dead, row_sep=row_sep, cell_sep=cell_sep)
+
+
+def make_item(seed: int) -> Item:
+    """Item ``seed`` exactly as the seed's v5 generator wrote it (see DESIGN.md)."""
+    if seed < 0:
+        raise DatasetError(f"seed must be >= 0, got {seed}")
+    return _build(
+        seed=seed,
+        grid=v5_grid(seed),
+        task=Task.COUNT if seed & 4 == 0 else Task.NEXT,
+        wrap_x=True,
+        wrap_y=True,
+        generations=1,
+        symbols=_v5_symbols(seed),
+        generator="v5",
+    )
+
+
+@dataclass(frozen=True)
+class Families:
+    """What the eval generator may draw from; every choice is uniform over its options."""
+
+    name: str
+    tasks: tuple[Task, ...] = (Task.NEXT, Task.COUNT)
+    wraps: tuple[tuple[bool, bool], ...] = ((True, True),)
+    generations: tuple[int, ...] = (1,)
+    symbol_pairs: tuple[tuple[str, str], ...] = (("1", "0"), ("0", "1"))  # (live, dead)
+    min_side: int = 5
+    max_side: int = 15
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_side <= self.max_side:
+            raise DatasetError(
+                f"family {self.name!r}: need 1 <= min_side <= max_side, "
+                f"got {self.min_side}..{self.max_side}"
+            )
+        if not self.tasks or not self.wraps or not self.generations or not self.symbol_pairs:
+            raise DatasetError(f"family {self.name!r}: every option list needs at least one entry")
+        for live, dead in self.symbol_pairs:
+            if live == dead or len(live) != 1 or len(dead) != 1:
+                raise DatasetError(
+                    f"family {self.name!r}: symbols must be two different single characters, "
+                    f"got live={live!r} dead={dead!r}"
+                )
+
+
+_ALL_WRAPS = ((True, True), (True, False), (False, True), (False, False))
+
+#: Named eval families. ``v5-small`` is the default: the seed's distribution on 5-8 sided grids,
+#: small enough that a 270M model on two CPU cores answers an item in about a second.
+PRESETS: dict[str, Families] = {
+    "v5": Families(name="v5"),
+    "v5-small": Families(name="v5-small", max_side=8),
+    "next-small": Families(name="next-small", tasks=(Task.NEXT,), max_side=8),
+    "generalization": Families(
+        name="generalization",
+        wraps=_ALL_WRAPS,
+        generations=(1, 2, 3),
+        symbol_pairs=(("1", "0"), ("0", "1"), ("*", "."), ("#", "_")),
+        min_side=3,
+        max_side=20,
+    ),
+}
+
+
+def families(name: str) -> Families:
+    """Look up a preset by name with a one-line error listing the choices."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise DatasetError(
+            f"unknown eval family {name!r}; choose one of {', '.join(sorted(PRESETS))}"
+        ) from None
+
+
+def make_eval_item(seed: int, fam: Families = PRESETS["v5-small"]) -> Item:
+    """A held-out item drawn from ``fam``; deterministic in (seed, fam)."""
+    rng = random.Random(f"simonsca-eval/{fam.name}/{seed}")
+    task = rng.choice(fam.tasks)
+    wrap_x, wrap_y = rng.choice(fam.wraps)
+    generations = rng.choice(fam.generations) if task is Task.NEXT else 1
+    live, dead = rng.choice(fam.symbol_pairs)
+    width = rng.randint(fam.min_side, fam.max_side)
+    height = rng.randint(fam.min_side, fam.max_side)
+    grid = np.array(
+        [[rng.random() < 0.5 for _ in range(width)] for _ in range(height)], dtype=bool
+    )
+    return _build(
+        seed=seed,
+        grid=grid,
+        task=task,
+        wrap_x=wrap_x,
+        wrap_y=wrap_y,
+        generations=generations,
+        symbols=Symbols(live=live, dead=dead),
+        generator=f"eval:{fam.name}",
+    )
+
+
+def v5_items(count: int | None = None, seed_start: int = 0) -> Iterator[Item]:
+    """v5 items from ``seed_start``; without ``count``, the seed's own budget (50,000 / 10 MiB)."""
+    total = 0
+    seed = seed_start
+    produced = 0
+    while count is None or produced < count:
+        item = make_item(seed)
+        if count is None:
+            total += len(json.dumps(v5_record(item)))
+            if produced >= V5_MAX_ITEMS or total > V5_MAX_BYTES:
+                return
+        yield item
+        produced += 1
+        seed += 1
+
+
+def eval_items(
+    count: int, seed_start: int = EVAL_SEED_START, fam: Families = PRESETS["v5-small"]
+) -> list[Item]:
+    """``count`` held-out items from consecutive seeds, checked disjoint from v5 training."""
+    if seed_start < EVAL_SEED_START:
+        raise DatasetError(
+            f"eval seeds must start at {EVAL_SEED_START} or above (below are training seeds), "
+            f"got --eval-seed {seed_start}"
+        )
+    items = [make_eval_item(seed, fam) for seed in range(seed_start, seed_start + count)]
+    assert_held_out(items, range(0, V5_MAX_ITEMS))
+    return items
+
+
+def _grid_key(grid: np.ndarray) -> tuple[tuple[int, ...], bytes]:
+    return grid.shape, np.packbits(grid).tobytes()
+
+
+def assert_held_out(items: Sequence[Item], train_seeds: Iterable[int]) -> None:
+    """Raise DatasetError if any eval input grid equals a v5 training input grid."""
+    wanted = {_grid_key(item.grid): item.seed for item in items}
+    sides = {shape for shape, _ in wanted}
+    if not any(5 <= h <= 15 and 5 <= w <= 15 for h, w in sides):
+        return  # v5 grids are 5-15 on both sides: nothing can collide
+    for seed in train_seeds:
+        grid = v5_grid(seed)
+        hit = wanted.get(_grid_key(grid))
+        if hit is not None:
+            raise DatasetError(
+                f"eval item {hit} has the same input grid as v5 training item {seed}; "
+                "choose another --eval-seed"
+            )
+
+
+# --- writers ---------------------------------------------------------------------------------
+
+
+def v5_record(item: Item) -> dict[str, str]:
+    """The dict the seed's generator measured with ``json.dumps`` for its 10 MiB budget."""
+    return {"instruction": item.instruction, "input": item.input, "output": item.output}
+
+
+def jsonl_record(item: Item) -> dict[str, object]:
+    """instruction/input/output plus the metadata evaluation breaks results down by."""
+    return {
+        **v5_record(item),
+        "seed": item.seed,
+        "generator": item.generator,
+        "task": item.task.value,
+        "wrap_x": item.wrap_x,
+        "wrap_y": item.wrap_y,
+        "generations": item.generations,
+        "live": item.symbols.live,
+        "dead": item.symbols.dead,
+        "width": item.width,
+        "height": item.height,
+        "family": item.family,
+    }
+
+
+def render_items(items: Iterable[Item], fmt: str) -> Iterator[str]:
+    """Text chunks of a dataset file in one of :data:`FORMATS`."""
+    for item in items:
+        if fmt == "jsonl":
+            yield json.dumps(jsonl_record(item), ensure_ascii=False) + "\n"
+        elif fmt == "v5":
+            yield V5_SAMPLE_START + item.training_text
+        elif fmt == "mlx":
+            yield json.dumps({"text": item.training_text}, ensure_ascii=False) + "\n"
+        else:
+            raise DatasetError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+def write_items(items: Iterable[Item], path: str | Path, fmt: str, *, force: bool = False) -> int:
+    """Write a dataset file atomically; refuse to replace an existing file unless ``force``."""
+    path = Path(path)
+    if fmt not in FORMATS:
+        raise DatasetError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if path.exists() and not force:
+        raise OutputExistsError(f"{path} already exists; pass --force to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+            for chunk in render_items(items, fmt):
+                out.write(chunk)
+                count += 1
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return count
+

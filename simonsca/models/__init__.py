@@ -1,0 +1,26 @@
+"""Model backends behind one small protocol (:class:`Model`), and baselines beside them."""
+
+from simonsca.models.base import Baseline, Completion, FinishReason, Model, ModelInfo
+from simonsca.models.baselines import (
+    BASELINES,
+    AllDeadBaseline,
+    CopyInputBaseline,
+    MostCommonCountBaseline,
+    OracleBaseline,
+)
+from simonsca.models.llamacpp import LlamaCppModel  # llama_cpp itself is imported on load
+
+__all__ = [
+    "BASELINES",
+    "AllDeadBaseline",
+    "Baseline",
+    "Completion",
+    "CopyInputBaseline",
+    "FinishReason",
+    "LlamaCppModel",
+    "Model",
+    "ModelInfo",
+    "MostCommonCountBaseline",
+    "OracleBaseline",
+]
+
