@@ -17,7 +17,7 @@ from simonsca.tasks import PromptMode
 def _context(result: SuiteResult) -> str:
     c = result.comparison
     lines = [f"verdict {c.verdict.value.upper()}: {c.headline}", f"compared: {result.config.describe()}"]
-    lines += [f"finding: {f}" for f in result.findings]
+    lines += [f"finding [{f.code}]: {f.title}" for f in result.findings]
     if result.report_dir is not None:
         lines.append(f"report: {result.report_dir / 'report.html'}")
     return "\n".join(lines)

@@ -110,7 +110,123 @@ def build_parser() -> argparse.ArgumentParser:
         cmp.add_argument, options.EVAL_OPTIONS + options.GATE_OPTIONS + options.REPORT_OPTIONS
     )
     cmp.set_defaults(handler=_compare)
+
+    diff = sub.add_parser(
+        "diff",
+        help="why nothing changed: GGUF weight diff, or adapter size vs quantisation step",
+        description="simonsca diff BASE MERGED: per-tensor byte identity, quantisation types and "
+        "relative change. simonsca diff BASE --lora ADAPTER: the adapter's update per tensor and "
+        "how much of it survives the base's quantisation. Add --logit-items N to measure the "
+        "next-token KL divergence on N eval prompts (slow: runs both models).",
+    )
+    diff.add_argument("base", metavar="BASE.gguf")
+    diff.add_argument("merged", metavar="MERGED.gguf", nargs="?")
+    diff.add_argument("--lora", metavar="ADAPTER.gguf", help="inspect this adapter against BASE")
+    diff.add_argument("--merge-type", metavar="TYPE",
+                      help="judge the adapter's survival in this type (e.g. Q6_K) instead of BASE's")
+    diff.add_argument("--logit-items", type=int, default=0, metavar="N",
+                      help="also compare next-token distributions on N eval items")
+    diff.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    diff.set_defaults(handler=_diff)
+
+    doc = sub.add_parser(
+        "doctor",
+        help="check a training file (and log) against the model's tokenizer and context",
+        description="Tokenise every sample of a v5 train_data.txt with the model's own tokenizer: "
+        "samples over the context, how much of the answer is cut off, whether the sample-start "
+        "marker is a special token, duplicates, overlap with the eval set; with --train-log, "
+        "how far training got.",
+    )
+    doc.add_argument("--train-data", required=True, metavar="FILE")
+    doc.add_argument("--model", required=True, metavar="BASE.gguf", help="whose tokenizer to use")
+    doc.add_argument("--ctx", type=int, default=512, metavar="N", help="training context (default 512)")
+    doc.add_argument("--sample-start", default="<s>", metavar="S", help="sample-start marker (default <s>)")
+    doc.add_argument("--train-log", metavar="FILE", help="llama.cpp finetune log to read")
+    doc.add_argument("--eval-size", type=int, default=200, metavar="N",
+                     help="eval items to check for overlap (default 200)")
+    doc.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    doc.set_defaults(handler=_doctor)
+
+    mrg = sub.add_parser(
+        "merge",
+        help="apply a LoRA adapter GGUF to a base GGUF and write a merged GGUF",
+        description="Merged tensors are written as F16 (or --requantize TYPE, with a warning when "
+        "that would erase the update); everything else is copied byte for byte.",
+    )
+    mrg.add_argument("base", metavar="BASE.gguf")
+    mrg.add_argument("adapter", metavar="ADAPTER.gguf")
+    mrg.add_argument("out", metavar="OUT.gguf")
+    mrg.add_argument("--requantize", metavar="TYPE", help="Q8_0, Q4_0, Q5_0, ... (default F16)")
+    mrg.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    mrg.set_defaults(handler=_merge)
     return parser
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from simonsca import forensics
+
+    if (args.merged is None) == (args.lora is None):
+        raise SimonscaError("give either MERGED.gguf or --lora ADAPTER.gguf (one of the two)")
+    findings: list[Any] = []
+    reports: dict[str, Any] = {}
+    if args.merged is not None:
+        d = forensics.diff_models(args.base, args.merged)
+        reports["diff"] = d
+        findings += d.findings
+        if not args.json:
+            print(d.summary())
+    else:
+        a = forensics.inspect_adapter(args.base, args.lora, resolution_type=args.merge_type)
+        reports["adapter"] = a
+        findings += a.findings
+        if not args.json:
+            print(a.summary())
+    if args.logit_items:
+        from simonsca.forensics.logit import logit_effect
+
+        items = dataset.eval_items(args.logit_items)
+        other = args.merged or args.base
+        effect = logit_effect(
+            args.base, other, [(i.prompt, i.output) for i in items],
+            lora_b=args.lora,
+        )
+        reports["logits"] = effect
+        findings += effect.findings
+        if not args.json:
+            print(effect.summary())
+    if args.json:
+        print(forensics.to_json({**reports, "findings": forensics.sort_findings(findings)}))
+    else:
+        print(forensics.format_findings_table(forensics.sort_findings(findings)) if findings
+              else "no findings")
+    return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from simonsca import forensics
+
+    report = forensics.doctor(
+        args.train_data,
+        args.model,
+        n_ctx=args.ctx,
+        sample_start=args.sample_start,
+        train_log=args.train_log,
+        eval_items=dataset.eval_items(args.eval_size) if args.eval_size else None,
+    )
+    if args.json:
+        print(forensics.to_json(report))
+    else:
+        print(report.summary())
+        print(forensics.format_findings_table(report.findings) if report.findings else "no findings")
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from simonsca.merge import merge_adapter
+
+    out = merge_adapter(args.base, args.adapter, args.out, args.requantize, overwrite=args.force)
+    print(f"wrote {out}")
+    return 0
 
 
 def _settings(args: argparse.Namespace, tables: tuple[options.Option, ...]) -> dict[str, Any]:
@@ -145,8 +261,6 @@ def _compare(args: argparse.Namespace) -> int:
     result = run_suite(build_config(settings))
     print(f"compared: {result.config.describe()}")
     print(render_terminal_table(result.report))
-    for finding in result.findings:
-        print(f"finding: {finding}")
     if result.report_dir is not None:
         print(f"reports: {result.report_dir}/report.html (summary.md, report.json)")
     ok = result.comparison.verdict is Verdict.IMPROVED and not result.gate_failures

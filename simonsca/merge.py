@@ -48,9 +48,13 @@ def merge_adapter(
     """
     base_path, adapter_path, out_path = Path(base), Path(adapter), Path(out)
     if out_path.exists() and not overwrite:
-        raise OutputExistsError(f"merged model {out_path} already exists; pass overwrite=True (--force) to replace it")
+        raise OutputExistsError(
+            f"merged model {out_path} already exists; pass overwrite=True (--force) to replace it"
+        )
     if out_path.resolve() in (base_path.resolve(), adapter_path.resolve()):
-        raise ConfigError(f"merged model path {out_path} is one of the inputs; choose another file name")
+        raise ConfigError(
+            f"merged model path {out_path} is one of the inputs; choose another file name"
+        )
     qtype = None
     if requantize is not None:
         try:
@@ -74,7 +78,9 @@ def merge_adapter(
         if qtype is not None:
             n_in = pairs[name].shape[1]
             if not can_store(qtype, n_in):
-                raise ConfigError(f"requantize={qtype.name}: tensor {name} rows of {n_in} do not fit its block size")
+                raise ConfigError(
+                    f"requantize={qtype.name}: tensor {name} rows of {n_in} do not fit its block size"
+                )
             out_types[name] = qtype
         elif base_type == GGMLQuantizationType.F32:
             out_types[name] = GGMLQuantizationType.F32

@@ -456,7 +456,17 @@ def render_summary_md(report: Mapping[str, Any]) -> str:
                 line += f" + adapter `{m['adapter_path']}` sha256 `{adapter_sha}`"
             out.append(line)
         out += ["", "</details>", ""]
-    if comparison:
+    if comparison and not comparison["deltas"]:
+        out += ["Nothing was run: the model files are byte-identical, so every answer would be.", ""]
+    if report.get("findings"):
+        out += ["### Findings: why", ""]
+        out += [
+            f"- **{f['severity']}** `{f['code']}`: {_md_escape(f['title'])}"
+            + (f" -- {_md_escape(f['detail'])}" if f.get("detail") else "")
+            for f in report["findings"]
+        ]
+        out.append("")
+    if comparison and comparison["deltas"]:
         out += [
             "### Merged - base (paired)",
             "",
@@ -487,7 +497,7 @@ def render_summary_md(report: Mapping[str, Any]) -> str:
         out += [f"- {line}" for line in lines] if lines else ["None."]
         out.append("")
     gate = report.get("gate") or {}
-    if gate.get("checked"):
+    if gate.get("checked") and not (comparison and not comparison["deltas"]):
         out += ["### Gate", ""]
         if gate["failures"]:
             out += [f"- FAILED: {_md_escape(f)}" for f in gate["failures"]]
@@ -553,6 +563,8 @@ def render_terminal_table(
         if regs:
             out += ["family regressions:"] + [f"  {r}" for r in regs]
         out.append("")
+    for f in report.get("findings") or ():
+        out.append(f"finding ({f['severity']}) {f['code']}: {f['title']}")
     gate = report.get("gate") or {}
     for failure in gate.get("failures", []):
         out.append(f"FAILED: {failure}")

@@ -17,6 +17,7 @@ from simonsca import dataset
 from simonsca.compare import (
     Comparison,
     Gate,
+    Verdict,
     compare_scores,
     files_identical_comparison,
     identical_files,
@@ -192,7 +193,9 @@ def run_suite(
 
     primary = comparisons[config.primary_mode]
     failures = tuple(config.gate.check(primary))
+    findings = _findings(config, comparisons, say)
     report = _build_report(config, items, runs, baselines, primary, comparisons, same)
+    report["findings"] = [f.to_dict() for f in findings]
     report_dir = None
     if config.reports_dir is not None:
         from simonsca.report import write_reports
@@ -209,7 +212,48 @@ def run_suite(
         gate_failures=failures,
         report=report,
         report_dir=report_dir,
+        findings=findings,
     )
+
+
+def _findings(
+    config: SuiteConfig,
+    comparisons: Mapping[PromptMode, Comparison],
+    say: Callable[[str], None],
+) -> tuple[Any, ...]:
+    """Causes, when the finetune changed nothing (forensics) or only in one prompt format."""
+    from simonsca.forensics import Finding, Severity, explain_failure
+
+    found: list[Any] = []
+    raw, chat = comparisons.get(PromptMode.RAW), comparisons.get(PromptMode.CHAT)
+    if raw is not None and chat is not None:
+        if raw.verdict is Verdict.IMPROVED and chat.verdict is not Verdict.IMPROVED:
+            raw_d, chat_d = raw.delta("cell_accuracy"), chat.delta("cell_accuracy")
+            found.append(
+                Finding(
+                    "gain-only-in-raw-format",
+                    Severity.WARNING,
+                    "the finetune's gain exists only in the raw training format",
+                    "Chat apps (LM Studio, ...) wrap prompts in the chat template; the finetuned "
+                    "behaviour is only reachable with raw completion prompts.",
+                    {
+                        "raw_cell_gain": raw_d.diff if raw_d else None,
+                        "chat_cell_gain": chat_d.diff if chat_d else None,
+                        "chat_verdict": chat.verdict.value,
+                    },
+                )
+            )
+    if comparisons[config.primary_mode].verdict in (Verdict.IDENTICAL, Verdict.NO_EFFECT):
+        say("simonsca: looking for causes (weight diff, adapter vs quantisation step)")
+        base, merged = config.base, config.merged
+        found.extend(
+            explain_failure(
+                base=base.path,
+                merged=merged.path if merged.path != base.path else None,
+                adapter=merged.lora,
+            )
+        )
+    return tuple(found)
 
 
 def evaluate_one(

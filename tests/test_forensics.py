@@ -39,7 +39,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load_tiny():
-    spec = importlib.util.spec_from_file_location("make_tiny_models", ROOT / "fixtures" / "make_tiny_models.py")
+    spec = importlib.util.spec_from_file_location(
+        "make_tiny_models", ROOT / "fixtures" / "make_tiny_models.py"
+    )
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
     sys.modules.setdefault("make_tiny_models", mod)
@@ -61,7 +63,9 @@ def dequantised_weights(path: Path) -> dict[str, np.ndarray]:
     out = {}
     for t in r.tensors:
         w = np.asarray(dequantize(t.data, t.tensor_type), dtype=np.float32)
-        out[t.name] = w.reshape(tuple(reversed([int(x) for x in t.shape])) if len(t.shape) > 1 else (-1,))
+        out[t.name] = w.reshape(
+            tuple(reversed([int(x) for x in t.shape])) if len(t.shape) > 1 else (-1,)
+        )
     return out
 
 
@@ -108,7 +112,9 @@ def test_byte_copy_is_reported_identical(tmp_path):
 
 def test_requantised_copy_is_a_quantisation_mismatch(tmp_path):
     weights = dequantised_weights(BASE)
-    other = tiny.write_tiny_model(tmp_path / "q4.gguf", weight_type=GGMLQuantizationType.Q4_0, weights=weights)
+    other = tiny.write_tiny_model(
+        tmp_path / "q4.gguf", weight_type=GGMLQuantizationType.Q4_0, weights=weights
+    )
     d = diff_models(BASE, other)
     f = {x.code: x for x in d.findings}["quantisation-mismatch"]
     assert f.numbers["type_changes"] == {"Q8_0->Q4_0": 16}
@@ -200,7 +206,9 @@ def test_update_below_quantisation_step_is_reported(tmp_path):
 
 
 def test_adapter_for_another_model_raises_naming_both_files(tmp_path):
-    other = tiny.write_tiny_model(tmp_path / "other-base.gguf", cfg=tiny.TinyConfig(n_embd=32, n_ff=64))
+    other = tiny.write_tiny_model(
+        tmp_path / "other-base.gguf", cfg=tiny.TinyConfig(n_embd=32, n_ff=64)
+    )
     with pytest.raises(AdapterMismatch, match=r"tiny-lora\.gguf.*other-base\.gguf"):
         inspect_adapter(other, LORA)
 
@@ -358,9 +366,16 @@ def test_explain_failure_collects_the_seed_story(tmp_path):
     log = tmp_path / "finetune.log"
     log.write_text(SEED_LOG)
     train = _v5_file(tmp_path, dataset.v5_items(30))
-    found = explain_failure(base=BASE, merged=merged, adapter=small, train_file=train, train_log=log, n_ctx=256)
+    found = explain_failure(
+        base=BASE, merged=merged, adapter=small, train_file=train, train_log=log, n_ctx=256
+    )
     got = codes(found)
-    for code in ("merged-identical", "update-below-resolution", "answers-truncated", "training-stopped-early"):
+    for code in (
+        "merged-identical",
+        "update-below-resolution",
+        "answers-truncated",
+        "training-stopped-early",
+    ):
         assert code in got
     assert all(f.severity is Severity.ERROR for f in found[:4])
     other = tiny.write_tiny_model(tmp_path / "other.gguf", cfg=tiny.TinyConfig(n_embd=32, n_ff=64))
@@ -372,4 +387,63 @@ def test_explain_failure_on_healthy_files_is_empty(tmp_path):
 
     merged = merge_adapter(BASE, LORA, tmp_path / "merged.gguf")
     train = _v5_file(tmp_path, dataset.v5_items(10))
-    assert explain_failure(base=BASE, merged=merged, adapter=LORA, train_file=train, n_ctx=4096) == ()
+    assert (
+        explain_failure(base=BASE, merged=merged, adapter=LORA, train_file=train, n_ctx=4096) == ()
+    )
+
+
+def test_answer_log_probs_match_full_logits():
+    import llama_cpp
+
+    from simonsca.forensics.logit import _answer_log_probs, _log_softmax
+
+    prompt, answer = _pairs(1)[0]
+    full = llama_cpp.Llama(
+        str(BASE), n_ctx=512, logits_all=True, seed=0, n_threads=2, verbose=False
+    )
+    p = full.tokenize(prompt.encode(), add_bos=True)
+    a = full.tokenize(answer.encode(), add_bos=False)
+    full.eval(p + a)
+    expected = _log_softmax(np.array(full.scores[len(p) - 1 : len(p) + len(a) - 1]))
+    full.close()
+    part = llama_cpp.Llama(str(BASE), n_ctx=512, n_batch=64, seed=0, n_threads=2, verbose=False)
+    got = _answer_log_probs(part, p, a)  # several batches: exercises the chunking
+    part.close()
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_training_base_of_another_quantisation(tmp_path):
+    from simonsca.forensics.doctor import quant_tag, training_base_findings
+
+    assert quant_tag("/m/Meta-Llama-3-8B-Instruct-Q8_0.gguf") == "Q8_0"
+    assert quant_tag("gemma-3-270m-q4_k_m.gguf") == "Q4_K_M"
+    assert quant_tag("model.gguf") is None
+    path = tmp_path / "finetune.log"
+    path.write_text(SEED_LOG)
+    log = parse_train_log(path)
+    (f,) = training_base_findings(log, "/m/Meta-Llama-3-8B-Instruct-Q6_K.gguf")
+    assert f.code == "trained-on-other-quantisation"
+    assert f.numbers == {"trained_on": "Q8_0", "applied_to": "Q6_K"}
+    assert training_base_findings(log, "/m/Meta-Llama-3-8B-Instruct-Q8_0.gguf") == ()
+    assert "trained-on-other-quantisation" not in codes(explain_failure(base=BASE, train_log=path))
+
+
+def test_merge_of_a_zero_adapter_is_the_base_converted(tmp_path):
+    from simonsca.merge import merge_adapter
+
+    zero = tiny.write_tiny_lora(tmp_path / "zero.gguf", BASE, zero=True)
+    merged = merge_adapter(BASE, zero, tmp_path / "merged.gguf")
+    d = diff_models(BASE, merged)
+    assert codes(d.findings) == ["merged-equals-base-converted"]
+    f = d.findings[0]
+    assert f.numbers == {"converted": 14, "identical": 7, "conversions": {"Q8_0->F16": 14}}
+    assert all(t.change_beyond_conversion == 0.0 for t in d.tensors if t.changed)
+    healthy = diff_models(BASE, merge_adapter(BASE, LORA, tmp_path / "healthy.gguf"))
+    assert all(t.change_beyond_conversion > 0.4 for t in healthy.tensors if t.changed)
+
+
+def test_explain_failure_with_prompts_adds_the_logit_effect(tmp_path):
+    zero = tiny.write_tiny_lora(tmp_path / "zero.gguf", BASE, zero=True)
+    found = codes(explain_failure(base=BASE, adapter=zero, prompts_with_answers=_pairs(1)))
+    assert found == ["adapter-never-trained", "no-logit-effect"]
+    assert explain_failure(base=BASE, adapter=LORA, prompts_with_answers=_pairs(1)) == ()

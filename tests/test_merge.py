@@ -19,7 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load_tiny():
-    spec = importlib.util.spec_from_file_location("make_tiny_models", ROOT / "fixtures" / "make_tiny_models.py")
+    spec = importlib.util.spec_from_file_location(
+        "make_tiny_models", ROOT / "fixtures" / "make_tiny_models.py"
+    )
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
     sys.modules.setdefault("make_tiny_models", mod)
@@ -37,7 +39,12 @@ def _greedy(model: Path, prompt: str, lora: Path | None = None, n: int = 8) -> l
     import llama_cpp
 
     llm = llama_cpp.Llama(
-        str(model), n_ctx=128, lora_path=str(lora) if lora else None, seed=0, n_threads=2, verbose=False
+        str(model),
+        n_ctx=128,
+        lora_path=str(lora) if lora else None,
+        seed=0,
+        n_threads=2,
+        verbose=False,
     )
     try:
         toks = llm.tokenize(prompt.encode(), add_bos=True)
@@ -76,7 +83,9 @@ def test_merge_copies_metadata_and_untouched_tensors(tmp_path):
             assert m.tensor_type.name == "F16"
         else:
             assert m.tensor_type == t.tensor_type
-            assert np.array_equal(np.asarray(m.data).view(np.uint8), np.asarray(t.data).view(np.uint8))
+            assert np.array_equal(
+                np.asarray(m.data).view(np.uint8), np.asarray(t.data).view(np.uint8)
+            )
 
 
 def test_merge_refuses_to_overwrite_and_writes_atomically(tmp_path):
@@ -91,7 +100,9 @@ def test_merge_refuses_to_overwrite_and_writes_atomically(tmp_path):
 
 
 def test_mismatched_adapter_raises_and_writes_nothing(tmp_path):
-    other = tiny.write_tiny_model(tmp_path / "other-base.gguf", cfg=tiny.TinyConfig(n_embd=32, n_ff=64))
+    other = tiny.write_tiny_model(
+        tmp_path / "other-base.gguf", cfg=tiny.TinyConfig(n_embd=32, n_ff=64)
+    )
     out = tmp_path / "merged.gguf"
     with pytest.raises(AdapterMismatch, match=r"tiny-lora\.gguf.*other-base\.gguf"):
         merge_adapter(other, LORA, out)
@@ -122,3 +133,29 @@ def test_requantize_to_an_unsupported_type_is_a_config_error(tmp_path):
         merge_adapter(BASE, LORA, tmp_path / "m.gguf", requantize="Q6_K")
     with pytest.raises(ConfigError, match="Q9_X"):
         merge_adapter(BASE, LORA, tmp_path / "m.gguf", requantize="Q9_X")
+
+
+def test_token_embedding_lora_uses_llama_cpps_flipped_layout(tmp_path):
+    from simonsca.forensics.adapter import write_lora_gguf
+
+    n_vocab, n_embd = tiny.tensor_shapes()["token_embd.weight"]
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((n_vocab, 4)).astype(np.float32)  # flipped: A (n_vocab, rank)
+    b = rng.standard_normal((n_embd, 4)).astype(np.float32)  # B (n_embd, rank)
+    lora = write_lora_gguf(
+        tmp_path / "embd.gguf", "llama", {"token_embd.weight": (a, b)}, alpha=4.0
+    )
+    pair = read_adapter(lora).pairs[0]
+    np.testing.assert_allclose(pair.delta(), a @ b.T, rtol=1e-5, atol=1e-6)
+    merged = merge_adapter(BASE, lora, tmp_path / "merged.gguf")
+    # Teacher-forced logits, not greedy text: this random update leaves near-ties (2.657 vs 2.655)
+    # that F16 storage vs runtime LoRA can flip.
+    from simonsca import dataset
+    from simonsca.forensics import logit_effect
+
+    pairs = [(it.prompt, it.output) for it in dataset.v5_items(2, seed_start=300)]
+    same = logit_effect(merged, BASE, pairs, lora_b=lora)
+    assert (
+        same.mean_kl < 1e-3
+    )  # top-1 agreement is no use on a random model: flat, near-tied logits
+    assert logit_effect(BASE, BASE, pairs, lora_b=lora).mean_kl > 0.1

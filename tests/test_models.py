@@ -228,8 +228,9 @@ def test_score_matches_llama_cpp_logits(gemma: LlamaCppModel, gemma_path: Path) 
         row = logits[pos]
         lse = row.max() + np.log(np.exp(row - row.max()).sum())
         expected.append(row[tokens[pos + 1]] - lse)
-    np.testing.assert_allclose(per_token, expected, atol=0.05)
-    assert math.isclose(sum(per_token), sum(expected), rel_tol=0.01, abs_tol=0.1)
+    # Same numbers, not just close: score() groups tokens into llama_decode calls the way one
+    # whole-text call does (shifted groups move Gemma's log-probs by up to ~0.1 nat).
+    np.testing.assert_allclose(per_token, expected, rtol=0, atol=1e-4)
 
 
 @pytest.mark.model
@@ -293,12 +294,13 @@ def test_gguf_chat_template_is_rendered_without_double_bos(
 # --- LoRA adapters --------------------------------------------------------------------------
 
 
-def _write_lora(path: Path, base: Path, *, arch: str = "gemma3", extra_cols: int = 0) -> Path:
+def _write_lora(path: Path, base: LlamaCppModel, *, arch: str = "gemma3", extra_cols: int = 0) -> Path:
     """A rank-2 LoRA GGUF on blk.0.attn_q with B = 0 (changes nothing when it fits)."""
-    from gguf import GGUFReader, GGUFWriter
+    from gguf import GGUFWriter
 
-    target = next(t for t in GGUFReader(base).tensors if t.name == "blk.0.attn_q.weight")
-    n_in, n_out = int(target.shape[0]), int(target.shape[1])
+    meta = base._llama.metadata  # attn_q maps embedding_length -> head_count x key_length
+    n_in = int(meta["gemma3.embedding_length"])
+    n_out = int(meta["gemma3.attention.head_count"]) * int(meta["gemma3.attention.key_length"])
     rank = 2
     writer = GGUFWriter(str(path), arch=arch)
     writer.add_type("adapter")
@@ -317,17 +319,22 @@ def _write_lora(path: Path, base: Path, *, arch: str = "gemma3", extra_cols: int
 
 
 @pytest.mark.model
-def test_adapter_with_wrong_shapes_is_a_mismatch(tmp_path: Path, gemma_path: Path) -> None:
-    adapter = _write_lora(tmp_path / "wrong.gguf", gemma_path, extra_cols=3)
+def test_adapter_with_wrong_shapes_is_a_mismatch(
+    tmp_path: Path, gemma_path: Path, gemma: LlamaCppModel
+) -> None:
+    adapter = _write_lora(tmp_path / "wrong.gguf", gemma, extra_cols=3)
     with pytest.raises(AdapterMismatch) as info:
         LlamaCppModel(gemma_path, lora_path=adapter)
     message = str(info.value)
     assert str(adapter) in message and str(gemma_path) in message and "\n" not in message
+    assert "incorrect shape" in message  # llama.cpp's own reason, quoted
 
 
 @pytest.mark.model
-def test_adapter_for_another_architecture_is_a_mismatch(tmp_path: Path, gemma_path: Path) -> None:
-    adapter = _write_lora(tmp_path / "llama.gguf", gemma_path, arch="llama")
+def test_adapter_for_another_architecture_is_a_mismatch(
+    tmp_path: Path, gemma_path: Path, gemma: LlamaCppModel
+) -> None:
+    adapter = _write_lora(tmp_path / "llama.gguf", gemma, arch="llama")
     with pytest.raises(AdapterMismatch, match="does not fit base model"):
         LlamaCppModel(gemma_path, lora_path=adapter)
 
@@ -336,7 +343,7 @@ def test_adapter_for_another_architecture_is_a_mismatch(tmp_path: Path, gemma_pa
 def test_fitting_zero_adapter_loads_and_changes_nothing(
     tmp_path: Path, gemma_path: Path, gemma: LlamaCppModel
 ) -> None:
-    adapter = _write_lora(tmp_path / "zero.gguf", gemma_path)
+    adapter = _write_lora(tmp_path / "zero.gguf", gemma)
     prompt = make_item(NEXT_SEED).prompt
     with LlamaCppModel(gemma_path, lora_path=adapter, n_ctx=1024) as tuned:
         assert tuned.info.adapter_path == str(adapter)

@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> Path:
     from simonsca.finetune.data import (
         TRAIN_SEED_RANGE,
         ItemFilter,
+        check_seed_start,
         answer_text,
         parse_tasks,
         seeds_summary,
@@ -106,6 +107,9 @@ def run(args: argparse.Namespace) -> Path:
         threads=args.threads,
         max_minutes=args.max_minutes,
     )
+    check_seed_start(args.seed_start)
+    if args.base_gguf is not None and not args.base_gguf.is_file():
+        raise SimonscaError(f"--base-gguf {args.base_gguf} does not exist")
     args.out.mkdir(parents=True, exist_ok=True)
     converter = export.find_converter(args.llama_cpp_dir)  # fail before training, not after
 

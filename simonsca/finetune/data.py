@@ -69,6 +69,16 @@ def parse_tasks(text: str) -> tuple[Task, ...]:
         raise DatasetError(f"--tasks takes next and/or count separated by commas, got {text!r}")
 
 
+def check_seed_start(seed_start: int) -> None:
+    """Refuse a first seed outside :data:`TRAIN_SEED_RANGE` (DatasetError)."""
+    if seed_start not in TRAIN_SEED_RANGE:
+        raise DatasetError(
+            f"--seed-start {seed_start} is outside the training range "
+            f"[{TRAIN_SEED_RANGE.start}, {TRAIN_SEED_RANGE.stop}); seeds elsewhere overlap "
+            "the seed's own v5 run (0..19586) or the evaluation seeds (>= 1000000)"
+        )
+
+
 def training_items(
     seed_start: int,
     item_filter: ItemFilter,
@@ -78,12 +88,7 @@ def training_items(
 
     Stops (StopIteration) at the end of :data:`TRAIN_SEED_RANGE`; never yields an eval seed.
     """
-    if seed_start not in TRAIN_SEED_RANGE:
-        raise DatasetError(
-            f"--seed-start {seed_start} is outside the training range "
-            f"[{TRAIN_SEED_RANGE.start}, {TRAIN_SEED_RANGE.stop}); seeds elsewhere overlap "
-            "the seed's own v5 run (0..19586) or the evaluation seeds (>= 1000000)"
-        )
+    check_seed_start(seed_start)
     make = make_item or v5_item_maker()
     for seed in range(seed_start, TRAIN_SEED_RANGE.stop):
         item = make(seed)

@@ -13,9 +13,27 @@ from pathlib import Path
 from typing import Any
 
 from simonsca.errors import AdapterMismatch, SimonscaError
-from simonsca.forensics.adapter import AdapterReport, AdapterTensorStats, inspect_adapter, read_adapter
-from simonsca.forensics.doctor import DoctorReport, TrainLog, doctor, log_findings, parse_train_log
-from simonsca.forensics.findings import Finding, Severity, format_findings_table, sort_findings, to_json
+from simonsca.forensics.adapter import (
+    AdapterReport,
+    AdapterTensorStats,
+    inspect_adapter,
+    read_adapter,
+)
+from simonsca.forensics.doctor import (
+    DoctorReport,
+    TrainLog,
+    doctor,
+    log_findings,
+    parse_train_log,
+    training_base_findings,
+)
+from simonsca.forensics.findings import (
+    Finding,
+    Severity,
+    format_findings_table,
+    sort_findings,
+    to_json,
+)
 from simonsca.forensics.gguf_diff import ModelDiff, TensorDiff, diff_models
 
 __all__ = [
@@ -60,13 +78,17 @@ def explain_failure(
     sample_start: str = "<s>",
     eval_items: Iterable[Any] | None = None,
     merge_type: str | None = None,
+    prompts_with_answers: Iterable[tuple[str, str]] | None = None,
 ) -> tuple[Finding, ...]:
     """Every applicable finding for the files given, errors first.
 
     * ``base`` + ``merged``: weight diff (identical? re-quantised?);
     * ``base`` + ``adapter``: adapter size and survival in the base's type (or ``merge_type``);
     * ``train_file`` (+ ``tokenizer_model``, default ``base``): the training-data doctor;
-    * ``train_log``: early stop, over-long samples as the trainer reported them.
+    * ``train_log``: early stop, over-long samples as the trainer reported them, and (with
+      ``base``) a training base of another quantisation than ``base``;
+    * ``prompts_with_answers`` (+ ``base`` and ``merged`` or ``adapter``): the logit effect of
+      the finetune (slow on big models: a few items).
 
     An analysis that cannot run (e.g. the adapter does not fit the base) becomes a finding of its
     own instead of an exception, so the eval suite can always print what is known.
@@ -77,7 +99,9 @@ def explain_failure(
         try:
             findings.extend(fn())
         except AdapterMismatch as exc:
-            findings.append(Finding("adapter-mismatch", Severity.ERROR, f"adapter does not fit: {exc}", "", {}))
+            findings.append(
+                Finding("adapter-mismatch", Severity.ERROR, f"adapter does not fit: {exc}", "", {})
+            )
         except SimonscaError as exc:
             findings.append(Finding(code, Severity.ERROR, f"{what} failed: {exc}", "", {}))
 
@@ -94,11 +118,42 @@ def explain_failure(
         attempt(
             "doctor-failed",
             "training-data doctor",
-            lambda: doctor(train_file, model_for_tokens, n_ctx=n_ctx, sample_start=sample_start,
-                           train_log=train_log, eval_items=eval_items).findings,
+            lambda: (
+                doctor(
+                    train_file,
+                    model_for_tokens,
+                    n_ctx=n_ctx,
+                    sample_start=sample_start,
+                    train_log=train_log,
+                    eval_items=eval_items,
+                ).findings
+            ),
         )
     elif train_log is not None:
-        attempt("log-failed", "training-log check", lambda: log_findings(parse_train_log(train_log)))
+        attempt(
+            "log-failed", "training-log check", lambda: log_findings(parse_train_log(train_log))
+        )
+    if train_log is not None and base is not None:
+        attempt(
+            "log-failed",
+            "training-log check",
+            lambda: training_base_findings(parse_train_log(train_log), base),
+        )
+    if (
+        prompts_with_answers is not None
+        and base is not None
+        and (merged is not None or adapter is not None)
+    ):
+        pairs = list(prompts_with_answers)
+
+        def effect() -> tuple[Finding, ...]:
+            from simonsca.forensics.logit import logit_effect
+
+            if merged is not None:
+                return logit_effect(base, merged, pairs).findings
+            return logit_effect(base, base, pairs, lora_b=adapter).findings
+
+        attempt("logit-check-failed", "logit effect", effect)
     # the same finding can come from two analyses (e.g. the log); keep the first
     seen: set[tuple[str, str]] = set()
     unique = []

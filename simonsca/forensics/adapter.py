@@ -57,7 +57,9 @@ class LoraPair:
 
     def delta_rows(self, start: int, stop: int) -> np.ndarray:
         """Rows ``start:stop`` of ``dW`` as float32."""
-        return (self.scale * (self.u[start:stop].astype(np.float64) @ self.v.astype(np.float64))).astype(np.float32)
+        return (
+            self.scale * (self.u[start:stop].astype(np.float64) @ self.v.astype(np.float64))
+        ).astype(np.float32)
 
     def delta(self) -> np.ndarray:
         return self.delta_rows(0, self.shape[0])
@@ -105,16 +107,22 @@ def read_adapter(path: str | Path, *, adapter_scale: float = 1.0) -> LoraAdapter
         elif t.name.endswith("_norm.weight"):
             skipped.append(t.name)
         else:
-            raise ModelFileError(f"adapter file {p} has tensor {t.name!r} with an unexpected suffix (want .lora_a/.lora_b)")
+            raise ModelFileError(
+                f"adapter file {p} has tensor {t.name!r} with an unexpected suffix (want .lora_a/.lora_b)"
+            )
     pairs = []
     for name in sorted(set(a_tensors) | set(b_tensors)):
         if name not in a_tensors or name not in b_tensors:
-            raise ModelFileError(f"adapter file {p}: LoRA pair for {name!r} is missing its lora_{'a' if name not in a_tensors else 'b'} tensor")
+            raise ModelFileError(
+                f"adapter file {p}: LoRA pair for {name!r} is missing its lora_{'a' if name not in a_tensors else 'b'} tensor"
+            )
         ta, tb = a_tensors[name], b_tensors[name]
         a = gguf_io.dequantize_tensor(ta)  # type: ignore[arg-type]
         b = gguf_io.dequantize_tensor(tb)  # type: ignore[arg-type]
         if a.ndim != 2 or b.ndim != 2:
-            raise ModelFileError(f"adapter file {p}: {name} lora tensors are not 2-D (a {a.shape}, b {b.shape})")
+            raise ModelFileError(
+                f"adapter file {p}: {name} lora tensors are not 2-D (a {a.shape}, b {b.shape})"
+            )
         rank = b.shape[1]
         scale = adapter_scale * (alpha / rank if alpha else 1.0)
         if name.endswith("token_embd.weight"):
@@ -136,7 +144,13 @@ def read_adapter(path: str | Path, *, adapter_scale: float = 1.0) -> LoraAdapter
                 b_type=gguf_io.type_name(tb),  # type: ignore[arg-type]
             )
         )
-    return LoraAdapter(path=p, architecture=gguf_io.architecture(reader), alpha=alpha, pairs=tuple(pairs), skipped=tuple(skipped))
+    return LoraAdapter(
+        path=p,
+        architecture=gguf_io.architecture(reader),
+        alpha=alpha,
+        pairs=tuple(pairs),
+        skipped=tuple(skipped),
+    )
 
 
 def check_fits(base_path: Path, base: gguf_io.GGUFFile, adapter: LoraAdapter) -> dict[str, object]:
@@ -207,6 +221,22 @@ class AdapterReport:
     def total_update_norm(self) -> float:
         return math.sqrt(sum(t.update_norm**2 for t in self.tensors))
 
+    def summary(self) -> str:
+        lines = [
+            (
+                f"{self.adapter.name} on {self.base.name}: {self.n_targets} target tensors, alpha {self.alpha:g}, "
+                f"total ||dW|| {self.total_update_norm:.3g}, {self.n_below_resolution} below resolution"
+            )
+        ]
+        for t in sorted(self.tensors, key=lambda t: -t.relative_update)[:5]:
+            kept = (
+                "not estimated"
+                if t.retained is None
+                else f"{t.retained:.1%} kept in {t.resolution_type}"
+            )
+            lines.append(f"  {t.name}: rank {t.rank}, ||dW||/||W|| {t.relative_update:.3g}, {kept}")
+        return "\n".join(lines)
+
 
 def tensor_resolution(
     base_tensor, pair: LoraPair, resolution_type: GGMLQuantizationType | None = None
@@ -274,7 +304,9 @@ def inspect_adapter(
                 resolution_type=(rtype.name if rtype is not None else base_type),
                 update_norm=upd,
                 base_norm=base_norm,
-                relative_update=(upd / base_norm if base_norm > 0 else math.inf if upd > 0 else 0.0),
+                relative_update=(
+                    upd / base_norm if base_norm > 0 else math.inf if upd > 0 else 0.0
+                ),
                 max_abs_update=max_abs,
                 retained=(acc.retained if acc else (0.0 if upd == 0 else None)),
                 changed_fraction=(acc.changed_fraction if acc else (0.0 if upd == 0 else None)),
@@ -330,7 +362,9 @@ def adapter_findings(
                 "adapter-partly-zero",
                 Severity.WARNING,
                 f"adapter update is exactly zero in {len(zero)} of {n} tensors",
-                "These targets were never trained: " + ", ".join(s.name for s in zero[:5]) + (" ..." if len(zero) > 5 else ""),
+                "These targets were never trained: "
+                + ", ".join(s.name for s in zero[:5])
+                + (" ..." if len(zero) > 5 else ""),
                 {"targets": n, "zero": len(zero)},
             )
         )
@@ -381,7 +415,9 @@ def adapter_findings(
                 "resolution-not-estimated",
                 Severity.INFO,
                 f"quantisation survival not estimated for {len(not_est)} of {n} tensors",
-                "No estimator for type(s) " + ", ".join(sorted({s.resolution_type for s in not_est})) + ".",
+                "No estimator for type(s) "
+                + ", ".join(sorted({s.resolution_type for s in not_est}))
+                + ".",
                 {"tensors": len(not_est)},
             )
         )

@@ -87,7 +87,9 @@ def parse_train_log(path: str | Path) -> TrainLog:
     over = _OVER.search(text)
     total = _TOTAL.search(text)
     if not iters and not over and not total:
-        raise DatasetError(f"training log {p} has no llama.cpp finetune lines (train_opt_callback/tokenize_file)")
+        raise DatasetError(
+            f"training log {p} has no llama.cpp finetune lines (train_opt_callback/tokenize_file)"
+        )
     last = iters[-1] if iters else None
     total_samples = int(last[2]) if last else (int(total.group(1)) if total else 0)
     losses = tuple(float(m[4]) for m in iters if int(m[0]) > 0)
@@ -110,6 +112,44 @@ def parse_train_log(path: str | Path) -> TrainLog:
     )
 
 
+def _n_tokens(n: int) -> str:
+    return "one ordinary token" if n == 1 else f"{n} tokens"
+
+
+_QUANT_TAG = re.compile(
+    r"(?<![A-Za-z0-9])(I?Q\d_[A-Z0-9]+(?:_[SML])?|Q\d_\d|BF16|F16|F32)(?![A-Za-z0-9])",
+    re.IGNORECASE,
+)
+
+
+def quant_tag(name: str) -> str | None:
+    """The quantisation tag in a model file name, e.g. ``Q8_0`` in ``Llama-3-8B-Q8_0.gguf``."""
+    found = _QUANT_TAG.findall(Path(name).name)
+    return found[-1].upper() if found else None
+
+
+def training_base_findings(
+    log: TrainLog, model_path: str | Path, role: str = "merge base"
+) -> tuple[Finding, ...]:
+    """A finding when the log's training base and ``model_path`` carry different quantisation tags."""
+    if not log.model_base:
+        return ()
+    trained, used = quant_tag(log.model_base), quant_tag(str(model_path))
+    if trained is None or used is None or trained == used:
+        return ()
+    return (
+        Finding(
+            "trained-on-other-quantisation",
+            Severity.WARNING,
+            f"the adapter was trained on a {trained} model but the {role} is {used}",
+            f"Training base: {Path(log.model_base).name}; {role}: {Path(model_path).name}. A LoRA learns a "
+            f"correction for the weights it saw; applied to differently rounded weights ({used}) part of it is "
+            "noise. Merge into (or run with) the same file the adapter was trained on.",
+            {"trained_on": trained, "applied_to": used},
+        ),
+    )
+
+
 def log_findings(log: TrainLog) -> tuple[Finding, ...]:
     findings = []
     frac = log.epoch_fraction
@@ -122,7 +162,11 @@ def log_findings(log: TrainLog) -> tuple[Finding, ...]:
                 f"training stopped at {frac:.0%} of an epoch (iteration {log.iterations}, "
                 f"{log.samples_seen} of {log.total_samples} samples)",
                 (f"Last loss {log.last_loss:.3g}. " if log.last_loss is not None else "")
-                + (f"The learning-rate schedule was still warming up (sched={log.last_sched:g}). " if warm else "")
+                + (
+                    f"The learning-rate schedule was still warming up (sched={log.last_sched:g}). "
+                    if warm
+                    else ""
+                )
                 + "The adapter saw a small fraction of the data; let training run for at least one epoch.",
                 {
                     "iterations": log.iterations,
@@ -144,8 +188,12 @@ def log_findings(log: TrainLog) -> tuple[Finding, ...]:
                 f"(max length {log.max_length} > context {log.n_ctx})",
                 "As reported by the trainer's tokenize_file; see the doctor's truncation finding for "
                 "how much of each answer was lost.",
-                {"over_context": log.over_context, "max_length": log.max_length, "n_ctx": log.n_ctx,
-                 "total_samples": log.total_samples},
+                {
+                    "over_context": log.over_context,
+                    "max_length": log.max_length,
+                    "n_ctx": log.n_ctx,
+                    "total_samples": log.total_samples,
+                },
             )
         )
     return tuple(findings)
@@ -182,6 +230,27 @@ class DoctorReport:
     seconds: float
     findings: tuple[Finding, ...]
 
+    def summary(self) -> str:
+        lines = [
+            (
+                f"{self.train_file.name}: {self.n_samples} samples, {self.tokens_min}-{self.tokens_max} tokens "
+                f"(mean {self.tokens_mean:.0f}) with {self.model_path.name}'s tokenizer; "
+                f"{self.n_over_context} over {self.n_ctx}, {self.n_answer_cut} with a cut answer "
+                f"({self.answer_tokens_lost} of {self.answer_tokens_total} answer tokens lost)"
+            ),
+            (
+                f"marker {self.sample_start!r}: {'special token' if self.marker_is_special else 'plain text'}; "
+                f"{self.n_duplicates} duplicates; eval overlap {self.n_eval_prompt_overlap} prompts / "
+                f"{self.n_eval_input_overlap} inputs of {self.n_eval_items}"
+            ),
+        ]
+        if self.log is not None and self.log.epoch_fraction is not None:
+            lines.append(
+                f"log: iteration {self.log.iterations}, {self.log.samples_seen}/{self.log.total_samples} samples "
+                f"({self.log.epoch_fraction:.1%} of an epoch), last loss {self.log.last_loss}"
+            )
+        return "\n".join(lines)
+
 
 def split_samples(text: str, sample_start: str) -> list[str]:
     """Samples as the trainer splits them: text after each marker up to the next (marker dropped)."""
@@ -198,7 +267,9 @@ class _Tokenizer:
         try:
             import llama_cpp
         except ImportError as exc:  # pragma: no cover
-            raise ModelFileError("llama-cpp-python is not installed; pip install llama-cpp-python") from exc
+            raise ModelFileError(
+                "llama-cpp-python is not installed; pip install llama-cpp-python"
+            ) from exc
         self._lc = llama_cpp
         try:
             self.llm = llama_cpp.Llama(str(model_path), vocab_only=True, verbose=False)
@@ -209,11 +280,15 @@ class _Tokenizer:
         self._buf = (llama_cpp.llama_token * self._cap)()
 
     def count(self, data: bytes, add_bos: bool = True, special: bool = False) -> int:
-        n = self._lc.llama_tokenize(self.vocab, data, len(data), self._buf, self._cap, add_bos, special)
+        n = self._lc.llama_tokenize(
+            self.vocab, data, len(data), self._buf, self._cap, add_bos, special
+        )
         if n < 0:
             self._cap = max(-n, 2 * self._cap)
             self._buf = (self._lc.llama_token * self._cap)()
-            n = self._lc.llama_tokenize(self.vocab, data, len(data), self._buf, self._cap, add_bos, special)
+            n = self._lc.llama_tokenize(
+                self.vocab, data, len(data), self._buf, self._cap, add_bos, special
+            )
         return int(n)
 
     def tokens(self, data: bytes, add_bos: bool = False, special: bool = False) -> list[int]:
@@ -262,7 +337,11 @@ def doctor(
             k = s.find(OUTPUT_MARK)
             if k >= 0:
                 prompts[i] = tok.count(data[: len(s[: k + len(OUTPUT_MARK)].encode("utf-8"))])
-        marker_tokens = tuple(tok.tokens(sample_start.encode("utf-8"), add_bos=False, special=True)) if sample_start else ()
+        marker_tokens = (
+            tuple(tok.tokens(sample_start.encode("utf-8"), add_bos=False, special=True))
+            if sample_start
+            else ()
+        )
         marker_special = len(marker_tokens) == 1 and tok.is_control(marker_tokens[0])
     finally:
         tok.close()
@@ -369,7 +448,7 @@ def doctor_findings(r: DoctorReport) -> tuple[Finding, ...]:
                 "sample-start-plain-text",
                 Severity.INFO,
                 f"sample-start marker {r.sample_start!r} is plain text for this tokenizer "
-                f"({len(r.marker_tokens)} tokens), not a special token",
+                f"({_n_tokens(len(r.marker_tokens))}), not a special token",
                 "llama.cpp's finetune --sample-start splits on it and drops it, which is fine; a trainer that "
                 "does not split on it would learn the marker as text (and at inference the model may emit it).",
                 {"marker_tokens": len(r.marker_tokens)},
@@ -403,8 +482,11 @@ def doctor_findings(r: DoctorReport) -> tuple[Finding, ...]:
                 f"{r.n_eval_prompt_overlap} eval prompts and {r.n_eval_input_overlap} eval input grids "
                 f"(of {r.n_eval_items} eval items) appear in {name}",
                 "Evaluation on trained puzzles measures memorisation; draw eval items from a disjoint seed range.",
-                {"eval_items": r.n_eval_items, "prompt_overlap": r.n_eval_prompt_overlap,
-                 "input_overlap": r.n_eval_input_overlap},
+                {
+                    "eval_items": r.n_eval_items,
+                    "prompt_overlap": r.n_eval_prompt_overlap,
+                    "input_overlap": r.n_eval_input_overlap,
+                },
             )
         )
     if r.log is not None:

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from gguf import GGMLQuantizationType
+from gguf.quants import dequantize, quantize
+
 from simonsca.forensics import gguf_io
 from simonsca.forensics.findings import Finding, Severity, sort_findings
 
@@ -26,8 +29,26 @@ FINER_TYPES: dict[str, tuple[str, ...]] = {
     "BF16": (*_FLOAT, "BF16"),
     "Q8_0": (*_FLOAT, "F16"),
 }
-for _q in ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K",
-           "IQ4_NL", "IQ4_XS", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ1_S", "IQ1_M"):
+for _q in (
+    "Q4_0",
+    "Q4_1",
+    "Q5_0",
+    "Q5_1",
+    "Q2_K",
+    "Q3_K",
+    "Q4_K",
+    "Q5_K",
+    "Q6_K",
+    "IQ4_NL",
+    "IQ4_XS",
+    "IQ2_XXS",
+    "IQ2_XS",
+    "IQ2_S",
+    "IQ3_XXS",
+    "IQ3_S",
+    "IQ1_S",
+    "IQ1_M",
+):
     FINER_TYPES[_q] = (*_FLOAT, "F16", "BF16")
 
 #: Relative changes below this are reported as "no real change" (float round-off).
@@ -44,6 +65,9 @@ class TensorDiff:
     byte_identical: bool
     relative_change: float | None  # None: not comparable (shape mismatch or no dequantiser)
     max_abs_change: float | None
+    # for a base tensor converted to a float type (F16/BF16/F32): the change beyond that conversion
+    # (0.0 = the merged tensor is exactly the base in the new type; None = no conversion)
+    change_beyond_conversion: float | None = None
 
     @property
     def changed(self) -> bool:
@@ -87,9 +111,13 @@ class ModelDiff:
             f"{self.n_changed} of {self.n_tensors} shared tensors differ ({self.n_identical} byte-identical)"
         ]
         if self.only_in_base or self.only_in_merged:
-            lines.append(f"only in base: {len(self.only_in_base)}, only in merged: {len(self.only_in_merged)}")
+            lines.append(
+                f"only in base: {len(self.only_in_base)}, only in merged: {len(self.only_in_merged)}"
+            )
         for t in self.largest_changes(5):
-            lines.append(f"  {t.name}: {t.type_base}->{t.type_merged} relative change {t.relative_change:.3g}")
+            lines.append(
+                f"  {t.name}: {t.type_base}->{t.type_merged} relative change {t.relative_change:.3g}"
+            )
         return "\n".join(lines)
 
 
@@ -98,27 +126,52 @@ def _metadata(reader: gguf_io.GGUFFile) -> dict[str, object]:
     return {k: (e.vtype, e.raw) for k, e in reader.metadata.items()}
 
 
-def _relative_change(tb, tm) -> tuple[float | None, float | None]:
-    diff_sq = 0.0
-    base_sq = 0.0
+_CONVERSIONS = {"F32", "F16", "BF16"}
+
+
+def _as_type(b: np.ndarray, type_name: str) -> np.ndarray:
+    """``b`` (float64) as it reads back after storing it in float type ``type_name``."""
+    if type_name == "F16":
+        return b.astype(np.float16).astype(np.float64)
+    if type_name == "BF16":
+        q = quantize(np.ascontiguousarray(b, dtype=np.float32), GGMLQuantizationType.BF16)
+        return np.asarray(dequantize(q, GGMLQuantizationType.BF16), dtype=np.float64).reshape(
+            b.shape
+        )
+    return b.astype(np.float32).astype(np.float64)
+
+
+def _relative_change(tb, tm) -> tuple[float | None, float | None, float | None]:
+    """||m - b|| / ||b||, max |m - b|, and -- when the merged tensor is a float type the base was
+    converted to -- ||m - conv(b)|| / ||b||: the change beyond the type conversion itself."""
+    diff_sq = beyond_sq = base_sq = 0.0
     max_abs = 0.0
-    try:
-        for start, stop in gguf_io.row_chunks(tb):
-            b = gguf_io.dequantize_rows(tb, start, stop).astype(np.float64)
-            m = gguf_io.dequantize_rows(tm, start, stop).astype(np.float64)
-            d = m - b
-            diff_sq += float(np.sum(d * d))
-            base_sq += float(np.sum(b * b))
-            if d.size:
-                max_abs = max(max_abs, float(np.max(np.abs(d))))
-    except NotImplementedError:
-        return None, None
-    if base_sq == 0.0:
-        return (0.0 if diff_sq == 0.0 else math.inf), max_abs
-    return math.sqrt(diff_sq / base_sq), max_abs
+    conv = (
+        gguf_io.type_name(tm)
+        if gguf_io.type_name(tm) in _CONVERSIONS and tb.tensor_type != tm.tensor_type
+        else None
+    )
+    for start, stop in gguf_io.row_chunks(tb):
+        b = gguf_io.dequantize_rows(tb, start, stop).astype(np.float64)
+        m = gguf_io.dequantize_rows(tm, start, stop).astype(np.float64)
+        d = m - b
+        diff_sq += float(np.sum(d * d))
+        base_sq += float(np.sum(b * b))
+        if conv is not None:
+            e = m - _as_type(b, conv)
+            beyond_sq += float(np.sum(e * e))
+        if d.size:
+            max_abs = max(max_abs, float(np.max(np.abs(d))))
+
+    def ratio(x: float) -> float:
+        return (0.0 if x == 0.0 else math.inf) if base_sq == 0.0 else math.sqrt(x / base_sq)
+
+    return ratio(diff_sq), max_abs, (ratio(beyond_sq) if conv is not None else None)
 
 
-def diff_models(base: str | Path, merged: str | Path, *, compare_metadata: bool = True) -> ModelDiff:
+def diff_models(
+    base: str | Path, merged: str | Path, *, compare_metadata: bool = True
+) -> ModelDiff:
     """Compare two GGUF models tensor by tensor; see :class:`ModelDiff` and its findings."""
     base_path, merged_path = Path(base), Path(merged)
     rb = gguf_io.open_gguf(base_path, "base model")
@@ -133,15 +186,17 @@ def diff_models(base: str | Path, merged: str | Path, *, compare_metadata: bool 
         sb, sm = gguf_io.tensor_shape(tb), gguf_io.tensor_shape(tm)
         same_type = tb.tensor_type == tm.tensor_type
         identical = bool(
-            same_type and sb == sm and tb.n_bytes == tm.n_bytes
+            same_type
+            and sb == sm
+            and tb.n_bytes == tm.n_bytes
             and np.array_equal(gguf_io.raw_bytes(tb), gguf_io.raw_bytes(tm))
         )
         if identical:
-            rel, mx = 0.0, 0.0
+            rel, mx, beyond = 0.0, 0.0, None
         elif sb != sm:
-            rel, mx = None, None
+            rel, mx, beyond = None, None, None
         else:
-            rel, mx = _relative_change(tb, tm)
+            rel, mx, beyond = _relative_change(tb, tm)
         diffs.append(
             TensorDiff(
                 name=name,
@@ -152,12 +207,15 @@ def diff_models(base: str | Path, merged: str | Path, *, compare_metadata: bool 
                 byte_identical=identical,
                 relative_change=rel,
                 max_abs_change=mx,
+                change_beyond_conversion=beyond,
             )
         )
     meta_changed: tuple[str, ...] = ()
     if compare_metadata:
         mb, mm = _metadata(rb), _metadata(rm)
-        meta_changed = tuple(sorted(k for k in set(mb) | set(mm) if mb.get(k, _MISSING) != mm.get(k, _MISSING)))
+        meta_changed = tuple(
+            sorted(k for k in set(mb) | set(mm) if mb.get(k, _MISSING) != mm.get(k, _MISSING))
+        )
     only_b = tuple(n for n in tb_by if n not in tm_by)
     only_m = tuple(n for n in tm_by if n not in tb_by)
     result = ModelDiff(
@@ -197,7 +255,8 @@ def diff_findings(d: ModelDiff) -> tuple[Finding, ...]:
                 "shape-mismatch",
                 Severity.ERROR,
                 f"{len(shape_mm)} tensors have different shapes in {bname} and {mname}",
-                "e.g. " + ", ".join(f"{t.name} {t.shape_base} vs {t.shape_merged}" for t in shape_mm[:3]),
+                "e.g. "
+                + ", ".join(f"{t.name} {t.shape_base} vs {t.shape_merged}" for t in shape_mm[:3]),
                 {"tensors": len(shape_mm)},
             )
         )
@@ -219,7 +278,34 @@ def diff_findings(d: ModelDiff) -> tuple[Finding, ...]:
                 f"merged model is byte-identical to the base in all {d.n_tensors} tensors",
                 "The merge wrote the base weights unchanged: the adapter was not applied, was all "
                 "zero, or its update was rounded away when the weights were re-quantised.",
-                {"tensors": d.n_tensors, "identical": d.n_identical, "metadata_keys_changed": len(d.metadata_changed)},
+                {
+                    "tensors": d.n_tensors,
+                    "identical": d.n_identical,
+                    "metadata_keys_changed": len(d.metadata_changed),
+                },
+            )
+        )
+    converted = [t for t in d.tensors if t.change_beyond_conversion == 0.0]
+    if (
+        converted
+        and all(t.byte_identical or t.change_beyond_conversion == 0.0 for t in d.tensors)
+        and not d.only_in_base
+        and not d.only_in_merged
+    ):
+        kinds = Counter(f"{t.type_base}->{t.type_merged}" for t in converted)
+        findings.append(
+            Finding(
+                "merged-equals-base-converted",
+                Severity.ERROR,
+                f"merged model is the base converted to another type: {len(converted)} tensors hold exactly "
+                f"the base's weights in {'/'.join(sorted({t.type_merged for t in converted}))}, "
+                f"{d.n_identical} are byte-identical",
+                "No tensor carries a finetune update: the adapter was all zero or not applied.",
+                {
+                    "converted": len(converted),
+                    "identical": d.n_identical,
+                    "conversions": dict(kinds),
+                },
             )
         )
     type_changes = Counter(
@@ -238,18 +324,32 @@ def diff_findings(d: ModelDiff) -> tuple[Finding, ...]:
                 "The merged model is not the base's quantisation: a LoRA trained against one "
                 "quantisation (e.g. Q8_0) and merged into another (e.g. Q6_K) sees different base "
                 "weights, and the difference from re-quantising can be as large as the update itself.",
-                {"tensors": n, "type_changes": {f"{a}->{b}": c for (a, b), c in type_changes.items()}},
+                {
+                    "tensors": n,
+                    "type_changes": {f"{a}->{b}": c for (a, b), c in type_changes.items()},
+                },
             )
         )
-    changed = [t for t in d.tensors if t.changed and t.relative_change is not None and t.shape_base == t.shape_merged]
-    if changed and all((t.relative_change or 0.0) < NOISE_RELATIVE for t in changed) and d.n_changed == len(changed):
+    changed = [
+        t
+        for t in d.tensors
+        if t.changed and t.relative_change is not None and t.shape_base == t.shape_merged
+    ]
+    if (
+        changed
+        and all((t.relative_change or 0.0) < NOISE_RELATIVE for t in changed)
+        and d.n_changed == len(changed)
+    ):
         findings.append(
             Finding(
                 "merged-change-negligible",
                 Severity.ERROR,
                 f"{len(changed)} tensors differ in bytes but by less than {NOISE_RELATIVE:g} relative",
                 "The weights are numerically the base's; the finetune's update is not in the file.",
-                {"tensors": len(changed), "max_relative_change": max(t.relative_change or 0.0 for t in changed)},
+                {
+                    "tensors": len(changed),
+                    "max_relative_change": max(t.relative_change or 0.0 for t in changed),
+                },
             )
         )
     return sort_findings(findings)

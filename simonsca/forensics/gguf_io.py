@@ -23,10 +23,31 @@ CHUNK_ELEMENTS = 1 << 22
 
 
 _SCALAR = {  # GGUFValueType -> (struct format, size)
-    0: ("<B", 1), 1: ("<b", 1), 2: ("<H", 2), 3: ("<h", 2), 4: ("<I", 4), 5: ("<i", 4),
-    6: ("<f", 4), 7: ("<?", 1), 10: ("<Q", 8), 11: ("<q", 8), 12: ("<d", 8),
+    0: ("<B", 1),
+    1: ("<b", 1),
+    2: ("<H", 2),
+    3: ("<h", 2),
+    4: ("<I", 4),
+    5: ("<i", 4),
+    6: ("<f", 4),
+    7: ("<?", 1),
+    10: ("<Q", 8),
+    11: ("<q", 8),
+    12: ("<d", 8),
 }
-_NP = {0: "<u1", 1: "<i1", 2: "<u2", 3: "<i2", 4: "<u4", 5: "<i4", 6: "<f4", 7: "<u1", 10: "<u8", 11: "<i8", 12: "<f8"}
+_NP = {
+    0: "<u1",
+    1: "<i1",
+    2: "<u2",
+    3: "<i2",
+    4: "<u4",
+    5: "<i4",
+    6: "<f4",
+    7: "<u1",
+    10: "<u8",
+    11: "<i8",
+    12: "<f8",
+}
 _STRING, _ARRAY = 8, 9
 
 
@@ -40,6 +61,7 @@ class GGUFTensor:
     offset: int  # absolute file offset of the data
     n_bytes: int
     data: np.ndarray  # uint8 view of the stored bytes, shape (*rows, bytes_per_row)
+    path: Path | None = None  # the file it was read from (for error messages)
 
 
 @dataclass(frozen=True)
@@ -105,8 +127,12 @@ class GGUFFile:
                 raise ValueError(f"tensor {name} data lies beyond the end of the file")
             row_bytes = dims[0] // block * type_size
             rows = tuple(reversed(dims[1:]))
-            data = buf[start : start + n_bytes].reshape(*rows, row_bytes) if rows else buf[start : start + n_bytes]
-            self.tensors.append(GGUFTensor(name, dims, qtype, start, n_bytes, data))
+            data = (
+                buf[start : start + n_bytes].reshape(*rows, row_bytes)
+                if rows
+                else buf[start : start + n_bytes]
+            )
+            self.tensors.append(GGUFTensor(name, dims, qtype, start, n_bytes, data, path))
 
     def _string(self, pos: int) -> tuple[str, int]:
         (n,) = struct.unpack_from("<Q", self._buf, pos)
@@ -146,7 +172,9 @@ class GGUFFile:
         pos += 12
         if etype in _NP:
             arr = np.frombuffer(raw, dtype=_NP[etype], count=count, offset=pos)
-            return arr.astype(bool).tolist() if etype == 7 else arr.tolist(), pos + count * _SCALAR[etype][1]
+            return arr.astype(bool).tolist() if etype == 7 else arr.tolist(), pos + count * _SCALAR[
+                etype
+            ][1]
         out = []
         for _ in range(count):
             v, pos = self._decode(etype, raw, pos)
@@ -178,7 +206,9 @@ def open_gguf(path: str | Path, role: str = "model") -> GGUFFile:
     except OSError as exc:
         raise ModelFileError(f"cannot read {role} file {p}: {exc.strerror}") from exc
     if magic != b"GGUF":
-        raise ModelFileError(f"{role} file {p} is not a GGUF file (magic {magic!r}); convert it to GGUF first")
+        raise ModelFileError(
+            f"{role} file {p} is not a GGUF file (magic {magic!r}); convert it to GGUF first"
+        )
     try:
         return GGUFFile(p, role)
     except (ValueError, struct.error, IndexError, UnicodeDecodeError, OverflowError) as exc:
@@ -222,7 +252,15 @@ def raw_bytes(t: GGUFTensor) -> np.ndarray:
 def dequantize_rows(t: GGUFTensor, start: int, stop: int) -> np.ndarray:
     """Rows ``start:stop`` of the tensor as float32, in numpy shape ``(stop-start, n_in)``."""
     rows = raw_rows(t)[start:stop]
-    return np.asarray(dequantize(np.ascontiguousarray(rows), GGMLQuantizationType(t.tensor_type)), dtype=np.float32).reshape(stop - start, -1)
+    try:
+        out = dequantize(np.ascontiguousarray(rows), GGMLQuantizationType(t.tensor_type))
+    except NotImplementedError:
+        where = f" in {t.path}" if getattr(t, "path", None) else ""
+        raise ModelFileError(
+            f"tensor {t.name}{where} is stored as {type_name(t)}, which gguf-py cannot dequantise; "
+            "convert the model to a common type (F16, Q8_0, K-quants) first"
+        ) from None
+    return np.asarray(out, dtype=np.float32).reshape(stop - start, -1)
 
 
 def row_chunks(t: GGUFTensor, chunk_elements: int = CHUNK_ELEMENTS) -> Iterator[tuple[int, int]]:

@@ -1,8 +1,8 @@
 """Logit-level effect of a finetune: do two models (or base vs base+LoRA) predict answers differently?
 
 For each (prompt, answer) pair the answer is teacher-forced: the prompt is tokenised with BOS, the
-answer without, and both models evaluate the same token sequence (``logits_all=True``). Over the
-answer positions (the logits that predict each answer token) it measures:
+answer without, and both models evaluate the same token sequence, with logits computed at the
+answer positions only (the positions that predict each answer token). Over those it measures:
 
 * mean KL(a || b) between the next-token distributions,
 * top-1 agreement: how often both models' most likely token is the same,
@@ -43,17 +43,28 @@ class LogitEffect:
     mean_logprob_b: float
     findings: tuple[Finding, ...]
 
+    def summary(self) -> str:
+        b = self.model_b.name + (f" + {self.lora_b.name}" if self.lora_b else "")
+        a = self.model_a.name + (f" + {self.lora_a.name}" if self.lora_a else "")
+        return (
+            f"{b} vs {a} over {self.n_positions} answer tokens of {self.n_items} items: "
+            f"mean KL {self.mean_kl:.3g} nats, top-1 agreement {self.top1_agreement:.1%}, "
+            f"answer log-likelihood {self.mean_logprob_a:.3f} -> {self.mean_logprob_b:.3f} nats/token"
+        )
+
     @property
     def delta_logprob(self) -> float:
         """Change in mean log-likelihood of the answers, b - a (positive: b likes them more)."""
         return self.mean_logprob_b - self.mean_logprob_a
 
 
-def _load(path: Path, lora: Path | None, n_ctx: int):
+def _load(path: Path, lora: Path | None, n_ctx: int, n_threads: int | None):
     try:
         import llama_cpp
     except ImportError as exc:  # pragma: no cover
-        raise ModelFileError("llama-cpp-python is not installed; pip install llama-cpp-python") from exc
+        raise ModelFileError(
+            "llama-cpp-python is not installed; pip install llama-cpp-python"
+        ) from exc
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}")
     if lora is not None and not lora.is_file():
@@ -64,10 +75,10 @@ def _load(path: Path, lora: Path | None, n_ctx: int):
             n_ctx=n_ctx,
             n_batch=n_ctx,
             n_ubatch=n_ctx,
-            logits_all=True,
+            logits_all=False,  # logits are requested per position in _answer_log_probs
             lora_path=str(lora) if lora is not None else None,
             seed=0,
-            n_threads=2,
+            n_threads=n_threads,
             verbose=False,
         )
     except (ValueError, RuntimeError) as exc:
@@ -75,6 +86,37 @@ def _load(path: Path, lora: Path | None, n_ctx: int):
         if lora is not None:
             raise AdapterMismatch(f"cannot apply adapter {lora} to {path}: {exc}") from exc
         raise ModelFileError(f"cannot load model {what}: {exc}") from exc
+
+
+def _answer_log_probs(llm, prompt: list[int], answer: list[int]) -> np.ndarray:
+    """Log-softmax rows predicting each answer token, computing logits only at those positions.
+
+    Uses llama-cpp-python's batch/context objects (pinned 0.3.36) so the prompt's positions skip
+    the output layer -- with a 262k vocabulary that is most of the cost of ``logits_all=True``.
+    """
+    toks = prompt + answer
+    first = len(prompt) - 1  # the position whose logits predict answer[0]
+    llm.reset()
+    llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+    n_vocab = llm.n_vocab()
+    rows = []
+    for i in range(0, len(toks) - 1, llm.n_batch):
+        chunk = toks[i : min(len(toks) - 1, i + llm.n_batch)]
+        batch = llm._batch
+        batch.set_batch(chunk, n_past=i, logits_all=False)
+        wanted = [i + j >= first for j in range(len(chunk))]
+        for j, flag in enumerate(wanted):
+            batch.batch.logits[j] = flag
+        llm._ctx.decode(batch)
+        n_out = sum(wanted)
+        if n_out:
+            rows.append(
+                np.array(
+                    np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_out * n_vocab,))
+                ).reshape(n_out, n_vocab)
+            )
+    llm.reset()
+    return _log_softmax(np.concatenate(rows))
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:
@@ -91,6 +133,7 @@ def logit_effect(
     lora_a: str | Path | None = None,
     lora_b: str | Path | None = None,
     n_ctx: int | None = None,
+    n_threads: int | None = None,
 ) -> LogitEffect:
     """Compare two models' teacher-forced predictions of the answers (model b may be base + lora_b)."""
     pa, pb = Path(model_a), Path(model_b)
@@ -116,26 +159,24 @@ def logit_effect(
     longest = max(len(p) + len(a) for p, a in seqs)
     ctx = n_ctx or max(64, 32 * math.ceil(longest / 32))
     if longest > ctx:
-        raise ContextTooSmall(f"a prompt+answer has {longest} tokens but n_ctx is {ctx}; raise n_ctx")
-    ma = _load(pa, la, ctx)
-    mb = _load(pb, lb, ctx)
+        raise ContextTooSmall(
+            f"a prompt+answer has {longest} tokens but n_ctx is {ctx}; raise n_ctx"
+        )
+    ma = _load(pa, la, ctx, n_threads)
+    mb = _load(pb, lb, ctx, n_threads)
     try:
         if ma.n_vocab() != mb.n_vocab():
-            raise AdapterMismatch(f"{pa} and {pb} have different vocabularies ({ma.n_vocab()} vs {mb.n_vocab()} tokens)")
+            raise AdapterMismatch(
+                f"{pa} and {pb} have different vocabularies ({ma.n_vocab()} vs {mb.n_vocab()} tokens)"
+            )
         kl_sum = 0.0
         kl_max = 0.0
         agree = 0
         lp_a = lp_b = 0.0
         n = 0
         for p, a in seqs:
-            toks = p + a
-            rows = slice(len(p) - 1, len(toks) - 1)  # logits predicting each answer token
             target = np.asarray(a)
-            logs = []
-            for m in (ma, mb):
-                m.reset()
-                m.eval(toks)
-                logs.append(_log_softmax(np.array(m.scores[rows], copy=True)))
+            logs = [_answer_log_probs(m, p, a) for m in (ma, mb)]
             la_, lb_ = logs
             kl = np.sum(np.exp(la_) * (la_ - lb_), axis=-1)
             kl_sum += float(kl.sum())

@@ -41,7 +41,9 @@ REQUANTIZABLE = frozenset(
         GGMLQuantizationType.Q8_0,
     }
 )
-GRID_TYPES = frozenset({GGMLQuantizationType.Q4_K, GGMLQuantizationType.Q5_K, GGMLQuantizationType.Q6_K})
+GRID_TYPES = frozenset(
+    {GGMLQuantizationType.Q4_K, GGMLQuantizationType.Q5_K, GGMLQuantizationType.Q6_K}
+)
 
 ESTIMATOR_REQUANTIZE = "requantize"
 ESTIMATOR_GRID = "block-scale grid"
@@ -102,7 +104,9 @@ class ResolutionAccumulator:
     changed: int = 0
     elements: int = 0
 
-    def add(self, base_rows: np.ndarray, delta_rows: np.ndarray, raw_rows: np.ndarray | None = None) -> None:
+    def add(
+        self, base_rows: np.ndarray, delta_rows: np.ndarray, raw_rows: np.ndarray | None = None
+    ) -> None:
         """Add one chunk: dequantised base rows, update rows, and (for the grid) the raw base rows."""
         d = delta_rows.astype(np.float32, copy=False)
         self.delta_sq += float(np.dot(d.ravel().astype(np.float64), d.ravel().astype(np.float64)))
@@ -148,7 +152,9 @@ class ResolutionAccumulator:
 def _roundtrip(w: np.ndarray, qtype: GGMLQuantizationType) -> np.ndarray:
     if qtype == GGMLQuantizationType.F32:
         return w
-    return np.asarray(dequantize(quantize(np.ascontiguousarray(w), qtype), qtype), dtype=np.float32).reshape(w.shape)
+    return np.asarray(
+        dequantize(quantize(np.ascontiguousarray(w), qtype), qtype), dtype=np.float32
+    ).reshape(w.shape)
 
 
 def can_store(qtype: GGMLQuantizationType, n_in: int) -> bool:

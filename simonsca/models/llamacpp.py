@@ -8,8 +8,10 @@ line that names the file.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import io
+import logging
 import math
 import mmap
 import os
@@ -39,8 +41,9 @@ FALLBACK_CHAT_TEMPLATES: dict[str, str] = {
     "chatml": "<|im_start|>user\n{message}<|im_end|>\n<|im_start|>assistant\n",
 }
 
-# Most answer positions scored per llama_decode call (each needs a vocab-sized logits row).
-_SCORE_CHUNK = 32
+# Tokens per llama_decode call when scoring (each answer position needs a vocab-sized logits
+# row: 64 x 262144 floats = 64 MiB for Gemma 3).
+_SCORE_CHUNK = 64
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,6 +222,11 @@ def _captured_stderr() -> Iterator[list[str]]:
     Yields a list that holds the captured text once the block ends, to quote in errors.
     """
     box: list[str] = []
+    # Let llama-cpp-python's log callback print everything (into the buffer): its level map
+    # predates ggml's renumbered levels and would drop llama.cpp's error lines.
+    logger = logging.getLogger("llama-cpp-python")
+    saved_level = logger.level
+    logger.setLevel(logging.DEBUG)
     sys.stderr.flush()
     saved_fd = os.dup(2)
     saved_stream = sys.stderr
@@ -230,6 +238,7 @@ def _captured_stderr() -> Iterator[list[str]]:
             yield box
         finally:
             sys.stderr = saved_stream
+            logger.setLevel(saved_level)
             os.dup2(saved_fd, 2)
             os.close(saved_fd)
             tmp.seek(0)
@@ -281,8 +290,11 @@ class LlamaCppModel:
             try:
                 self._llama = llama_cpp.Llama(
                     model_path=str(self.path),
-                    lora_path=str(self.lora_path) if self.lora_path else None,
                     n_ctx=n_ctx,
+                    # Small batches keep llama.cpp's worst-case logits buffer small (Gemma's
+                    # 262k vocabulary: 512 tokens would reserve 512 MiB) and match score()'s.
+                    n_batch=_SCORE_CHUNK,
+                    n_ubatch=_SCORE_CHUNK,
                     n_threads=n_threads,
                     n_gpu_layers=n_gpu_layers,
                     seed=seed,
@@ -294,11 +306,11 @@ class LlamaCppModel:
                 error = e
         if error is not None:
             detail = _last_line(log[0]) or str(error)
-            if self.lora_path is not None and "lora" in str(error).lower():
-                raise AdapterMismatch(
-                    f"adapter {self.lora_path} does not fit base model {self.path}: {detail}"
-                ) from None
-            raise ModelFileError(f"model file {self.path} could not be loaded by llama.cpp: {detail}") from None
+            raise ModelFileError(
+                f"model file {self.path} could not be loaded by llama.cpp: {detail}"
+            ) from None
+        if self.lora_path is not None:
+            self._apply_adapter(self.lora_path)
 
         self._gguf_template: str | None = self._llama.metadata.get("tokenizer.chat_template")
         self._fallback = chat_template
@@ -317,6 +329,35 @@ class LlamaCppModel:
             adapter_sha256=file_sha256(self.lora_path) if self.lora_path else None,
             chat_template_source=source,
         )
+
+    def _apply_adapter(self, lora_path: Path) -> None:
+        # Not Llama(lora_path=...): llama-cpp-python 0.3.36 tests the adapter pointer with
+        # `is None`, so an adapter llama.cpp rejects is silently left out.
+        llama_cpp = self._llama_cpp
+        with _captured_stderr() as log:
+            adapter = llama_cpp.llama_adapter_lora_init(
+                self._llama._model.model, str(lora_path).encode("utf-8")
+            )
+        if not adapter:  # a NULL pointer
+            self.close()
+            lines = [line for line in log[0].splitlines() if "failed" in line] or [log[0]]
+            detail = _last_line(lines[-1]).split(": ", 1)[-1] or "llama.cpp rejected it"
+            raise AdapterMismatch(
+                f"adapter {lora_path} does not fit base model {self.path}: {detail}"
+            )
+        self._llama._stack.callback(llama_cpp.llama_adapter_lora_free, adapter)
+        self._adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
+        self._adapter_scales = (ctypes.c_float * 1)(1.0)
+        with _captured_stderr() as log:
+            rc = llama_cpp.llama_set_adapters_lora(
+                self._llama._ctx.ctx, self._adapters, 1, self._adapter_scales
+            )
+        if rc != 0:
+            self.close()
+            raise AdapterMismatch(
+                f"adapter {lora_path} could not be applied to base model {self.path}: "
+                f"{_last_line(log[0]) or f'llama_set_adapters_lora returned {rc}'}"
+            )
 
     # -- what the runner needs -----------------------------------------------------------------
 
@@ -444,7 +485,6 @@ class LlamaCppModel:
         n_decode = len(tokens) - 1  # the last token's logits are not needed
         n_vocab = llm.n_vocab()
         batch = llm._batch.batch
-        n_batch = llm.n_batch
 
         llm.reset()
         memory = llama_cpp.llama_get_memory(llm._ctx.ctx)
@@ -453,9 +493,10 @@ class LlamaCppModel:
         start = 0
         try:
             while start < n_decode:
-                end = min(start + n_batch, n_decode)
-                if end > first_out:
-                    end = min(end, max(start, first_out) + _SCORE_CHUNK)
+                # Chunks start at multiples of _SCORE_CHUNK, as one llama_decode of the whole
+                # text would group them: llama.cpp's CPU kernels work on blocks of rows, and
+                # shifting the blocks changes the logits by up to ~0.1 nat on Gemma.
+                end = min(start + _SCORE_CHUNK, n_decode)
                 batch.n_tokens = end - start
                 for j, pos in enumerate(range(start, end)):
                     batch.token[j] = tokens[pos]
@@ -484,7 +525,17 @@ class LlamaCppModel:
         return logprobs
 
     def close(self) -> None:
-        self._llama.close()
+        """Free llama.cpp's model and context (quietly); also done when garbage-collected."""
+        llama = self.__dict__.pop("_llama", None)
+        if llama is not None:
+            with _captured_stderr():
+                llama.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: modules may already be gone
+            pass
 
     def __enter__(self) -> LlamaCppModel:
         return self
