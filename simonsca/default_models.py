@@ -5,7 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from simonsca.errors import ModelFileError
+
+if TYPE_CHECKING:
+    from simonsca.suite import ModelSpec
 
 
 def cache_dir() -> Path:
@@ -61,3 +66,40 @@ def _write_stamp(target: Path, stamp: Path, digest: str) -> None:
     tmp = stamp.with_name(f".{stamp.name}.{os.getpid()}.tmp")
     tmp.write_text(" ".join(_stamp_fields(target, digest)) + "\n")
     os.replace(tmp, stamp)
+
+
+#: simonsca's positive control: a SimonsCA1 LoRA for Gemma 3 270M trained by ``recipes/``.
+CONTROL_ADAPTER = Path(__file__).resolve().parents[1] / "fixtures" / "gemma3-270m-simonsca-lora" / "adapter.gguf"
+
+
+def control_merged_path() -> Path:
+    """Gemma 3 270M with the control adapter merged in, built once into ``cache_dir()/models``.
+
+    The file name carries the adapter's hash, so a retrained adapter gets a fresh merge.
+    """
+    from simonsca.merge import merge_adapter
+    from simonsca.models.llamacpp import file_sha256
+
+    if not CONTROL_ADAPTER.is_file():
+        raise ModelFileError(
+            f"the positive-control adapter {CONTROL_ADAPTER} is missing; run from a simonsca "
+            "checkout, or pass --base-model/--merged-model"
+        )
+    base = gemma_base_path()
+    digest = file_sha256(CONTROL_ADAPTER)[:12]
+    target = cache_dir() / "models" / f"gemma-3-270m-simonsca-merged-{digest}.gguf"
+    if not target.is_file():
+        merge_adapter(base, CONTROL_ADAPTER, target)
+    return target
+
+
+def default_pair() -> tuple[ModelSpec, ModelSpec]:
+    """What ``pytest evals/`` compares when given no models: Gemma base vs the merged control."""
+    from simonsca.suite import ModelSpec
+
+    base = ModelSpec(gemma_base_path(), origin="built-in Gemma 3 270M base")
+    merged = ModelSpec(
+        control_merged_path(),
+        origin="built-in positive control: Gemma 3 270M + fixtures/gemma3-270m-simonsca-lora merged",
+    )
+    return base, merged

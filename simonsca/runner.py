@@ -71,7 +71,9 @@ class CompletionCache:
         self._db.commit()
 
     @staticmethod
-    def key(model: Model, prompt_mode: PromptMode, prompt: str, max_tokens: int, stop: Sequence[str]) -> str | None:
+    def key(
+        model: Model, prompt_mode: PromptMode, prompt: str, max_tokens: int, stop: Sequence[str]
+    ) -> str | None:
         """The cache key, or ``None`` when the model has no file hash to key on."""
         if model.info.sha256 is None:
             return None
@@ -148,7 +150,11 @@ def evaluate(
     from tqdm import tqdm
 
     bar = tqdm(
-        total=len(items), desc=model.name, unit="item", file=sys.stderr, disable=not progress,
+        total=len(items),
+        desc=model.name,
+        unit="item",
+        file=sys.stderr,
+        disable=not progress,
         dynamic_ncols=True,
     )
     predictions: list[Prediction] = []
@@ -185,7 +191,9 @@ def _predict(
     max_tokens: int | None,
 ) -> Prediction:
     prompt = item.prompt if mode is PromptMode.RAW else model.chat_prompt(item)
-    budget = max_tokens if max_tokens is not None else max_tokens_for(model.count_tokens(item.output))
+    budget = (
+        max_tokens if max_tokens is not None else max_tokens_for(model.count_tokens(item.output))
+    )
     key = CompletionCache.key(model, mode, prompt, budget, stop) if store is not None else None
     completion = store.get(key) if store is not None and key is not None else None
     cached = completion is not None

@@ -93,10 +93,10 @@ def test_cache_key_covers_what_changes_outputs(items: list[Item], tmp_path: Path
     cache = tmp_path / "c.sqlite3"
     evaluate(EchoModel(), items, cache=cache, progress=False)
     for changed in (
-        dict(model=EchoModel(sha256="1" * 64)),
-        dict(max_tokens=7),
-        dict(stop=("\n",)),
-        dict(prompt_mode=PromptMode.CHAT),
+        {"model": EchoModel(sha256="1" * 64)},
+        {"max_tokens": 7},
+        {"stop": ("\n",)},
+        {"prompt_mode": PromptMode.CHAT},
     ):
         model = changed.pop("model", EchoModel())
         run = evaluate(model, items, cache=cache, progress=False, **changed)
@@ -148,7 +148,9 @@ def test_progress_bar_goes_to_stderr(items: list[Item], capsys: pytest.CaptureFi
 # --- baselines through the runner -----------------------------------------------------------
 
 
-def test_oracle_through_the_runner(items: list[Item], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_oracle_through_the_runner(
+    items: list[Item], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SIMONSCA_CACHE", str(tmp_path))
     run = evaluate(OracleBaseline(), items, progress=False)
     assert [p.text for p in run.predictions] == [item.output for item in items]
@@ -209,7 +211,9 @@ class _InterruptAfter:
 
 
 @pytest.mark.model
-def test_gemma_run_is_cached_and_deterministic(gemma: LlamaCppModel, items: list[Item], tmp_path: Path) -> None:
+def test_gemma_run_is_cached_and_deterministic(
+    gemma: LlamaCppModel, items: list[Item], tmp_path: Path
+) -> None:
     cache = tmp_path / "c.sqlite3"
     few = items[:3]
     first = evaluate(gemma, few, cache=cache, max_tokens=16, progress=False)
@@ -244,7 +248,9 @@ def test_gemma_chat_mode_needs_a_template(gemma: LlamaCppModel, items: list[Item
 @pytest.mark.model
 def test_gemma_chat_mode_with_fallback(gemma_path: Path, items: list[Item]) -> None:
     with LlamaCppModel(gemma_path, n_ctx=1024, chat_template="gemma") as chat:
-        run = evaluate(chat, items[:2], prompt_mode=PromptMode.CHAT, cache=False, max_tokens=8, progress=False)
+        run = evaluate(
+            chat, items[:2], prompt_mode=PromptMode.CHAT, cache=False, max_tokens=8, progress=False
+        )
     assert run.info.chat_template_source == "fallback:gemma"
     assert all(p.prompt.startswith("<start_of_turn>user\nSimonsCA1\n") for p in run.predictions)
     assert all(0 < p.n_tokens <= 8 for p in run.predictions)

@@ -20,7 +20,7 @@ import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import numpy as np
 
@@ -87,7 +87,19 @@ class _Truncated(Exception):
 class _HeaderReader:
     """Walks a GGUF header in a memory map; running off the end means the file is truncated."""
 
-    _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+    _SCALARS: ClassVar[dict[int, str]] = {
+        0: "B",
+        1: "b",
+        2: "H",
+        3: "h",
+        4: "I",
+        5: "i",
+        6: "f",
+        7: "?",
+        10: "Q",
+        11: "q",
+        12: "d",
+    }
 
     def __init__(self, buf: mmap.mmap | bytes) -> None:
         self.buf = buf
@@ -201,7 +213,9 @@ def check_gguf(path: str | os.PathLike[str], what: str = "model") -> Path:
                     f"({size} bytes); the download or copy is incomplete"
                 ) from None
             except (ValueError, UnicodeDecodeError, MemoryError) as error:
-                raise ModelFileError(f"{what} file {p} has a corrupt GGUF header: {error}") from None
+                raise ModelFileError(
+                    f"{what} file {p} has a corrupt GGUF header: {error}"
+                ) from None
     expected = data_start + end if n_tensors else reader.pos
     if size < expected:
         raise ModelFileError(
@@ -295,7 +309,9 @@ class LlamaCppModel:
                     # 262k vocabulary: 512 tokens would reserve 512 MiB) and match score()'s.
                     n_batch=_SCORE_CHUNK,
                     n_ubatch=_SCORE_CHUNK,
-                    n_threads=n_threads,
+                    # llama-cpp-python's default is half the cores (1 of 2 here): use them all.
+                    n_threads=n_threads or os.cpu_count(),
+                    n_threads_batch=n_threads or os.cpu_count(),
                     n_gpu_layers=n_gpu_layers,
                     seed=seed,
                     logits_all=False,
@@ -371,6 +387,7 @@ class LlamaCppModel:
             "top_k": 1,
             "repeat_penalty": 1.0,
             "n_ctx": self.n_ctx,
+            "n_batch": _SCORE_CHUNK,  # how tokens are grouped changes the logits slightly
             "n_gpu_layers": self.n_gpu_layers,
             "seed": self.seed,
         }
@@ -390,7 +407,7 @@ class LlamaCppModel:
         """One user message in the model's chat template, followed by the assistant cue."""
         message = item_or_text.user_message if isinstance(item_or_text, Item) else item_or_text
         if self._gguf_template:
-            return self._render_gguf_template(message)
+            return self._render_gguf_template(self._gguf_template, message)
         if self._fallback:
             return FALLBACK_CHAT_TEMPLATES[self._fallback].format(message=message)
         raise ConfigError(
@@ -398,7 +415,7 @@ class LlamaCppModel:
             + "|".join(FALLBACK_CHAT_TEMPLATES)
         )
 
-    def _render_gguf_template(self, message: str) -> str:
+    def _render_gguf_template(self, template: str, message: str) -> str:
         import jinja2
         import jinja2.ext
         from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -416,7 +433,7 @@ class LlamaCppModel:
         bos = model.token_get_text(self._llama.token_bos()) if self._llama.token_bos() >= 0 else ""
         eos = model.token_get_text(self._llama.token_eos()) if self._llama.token_eos() >= 0 else ""
         try:
-            text = env.from_string(self._gguf_template).render(
+            text = env.from_string(template).render(
                 messages=[{"role": "user", "content": message}],
                 add_generation_prompt=True,
                 bos_token=bos,
@@ -444,7 +461,9 @@ class LlamaCppModel:
                 f"tokens > n_ctx {self.n_ctx}; pass --n-ctx {suggestion} or more"
             )
 
-    def complete(self, prompt: str, *, max_tokens: int, stop: Sequence[str] = ("\n\n",)) -> Completion:
+    def complete(
+        self, prompt: str, *, max_tokens: int, stop: Sequence[str] = ("\n\n",)
+    ) -> Completion:
         """Greedy completion of ``prompt`` (raw text; use :meth:`chat_prompt` for chat mode)."""
         tokens = self.tokenize(prompt, bos=True)
         self._check_fits(len(tokens), max_tokens, "answer tokens (max_tokens)")
@@ -468,7 +487,8 @@ class LlamaCppModel:
         )
 
     def score(self, prompt: str, answer: str) -> float:
-        """Teacher-forced sum of natural-log probabilities of ``answer``'s tokens after ``prompt``."""
+        """Teacher-forced sum of the natural-log probabilities of ``answer``'s tokens after
+        ``prompt`` (the answer tokenized on its own, as generation would produce it)."""
         return float(sum(self.token_logprobs(prompt, answer)))
 
     def token_logprobs(self, prompt: str, answer: str) -> list[float]:
@@ -532,16 +552,16 @@ class LlamaCppModel:
                 llama.close()
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # at interpreter exit modules may be gone
             self.close()
-        except Exception:  # interpreter shutdown: modules may already be gone
-            pass
 
-    def __enter__(self) -> LlamaCppModel:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
-        return f"LlamaCppModel({str(self.path)!r}, lora_path={self.lora_path!r}, n_ctx={self.n_ctx})"
+        return (
+            f"LlamaCppModel({str(self.path)!r}, lora_path={self.lora_path!r}, n_ctx={self.n_ctx})"
+        )
