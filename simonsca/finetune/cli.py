@@ -82,8 +82,8 @@ def run(args: argparse.Namespace) -> Path:
     from simonsca.finetune.data import (
         TRAIN_SEED_RANGE,
         ItemFilter,
-        check_seed_start,
         answer_text,
+        check_seed_start,
         parse_tasks,
         seeds_summary,
         training_items,
@@ -107,6 +107,12 @@ def run(args: argparse.Namespace) -> Path:
         threads=args.threads,
         max_minutes=args.max_minutes,
     )
+    for flag, value in (("--steps", args.steps), ("--batch-size", args.batch_size),
+                        ("--rank", args.rank)):
+        if value < 1:
+            raise SimonscaError(f"{flag} must be at least 1, got {value}")
+    if args.lr <= 0:
+        raise SimonscaError(f"--lr must be positive, got {args.lr}")
     check_seed_start(args.seed_start)
     if args.base_gguf is not None and not args.base_gguf.is_file():
         raise SimonscaError(f"--base-gguf {args.base_gguf} does not exist")
