@@ -101,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
         "compare",
         help="base vs merged on the same held-out items: deltas, CIs, McNemar, verdict",
         description="The same evaluation as `pytest evals/`: exit status 0 when the verdict is "
-        "improved and every threshold holds, 1 otherwise.",
+        "improved, every threshold holds and (with --prompt-mode both) the gain survives the "
+        "chat format; 1 otherwise.",
     )
     cmp.add_argument("base_model", metavar="BASE.gguf")
     cmp.add_argument("merged_model", metavar="MERGED.gguf", nargs="?",
@@ -142,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     doc.add_argument("--ctx", type=int, default=512, metavar="N", help="training context (default 512)")
     doc.add_argument("--sample-start", default="<s>", metavar="S", help="sample-start marker (default <s>)")
     doc.add_argument("--train-log", metavar="FILE", help="llama.cpp finetune log to read")
+    doc.add_argument("--merge-base", metavar="BASE.gguf",
+                     help="the GGUF the adapter was merged into: checked against the log's "
+                     "training base (quantisation types)")
     doc.add_argument("--eval-size", type=int, default=200, metavar="N",
                      help="eval items to check for overlap (default 200)")
     doc.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -213,11 +217,15 @@ def _doctor(args: argparse.Namespace) -> int:
         train_log=args.train_log,
         eval_items=dataset.eval_items(args.eval_size) if args.eval_size else None,
     )
+    findings = list(report.findings)
+    if args.merge_base and report.log is not None:
+        findings += forensics.training_base_findings(report.log, args.merge_base)
+    findings = list(forensics.sort_findings(findings))
     if args.json:
-        print(forensics.to_json(report))
+        print(forensics.to_json({"report": report, "findings": findings}))
     else:
         print(report.summary())
-        print(forensics.format_findings_table(report.findings) if report.findings else "no findings")
+        print(forensics.format_findings_table(findings) if findings else "no findings")
     return 0
 
 
@@ -263,7 +271,8 @@ def _compare(args: argparse.Namespace) -> int:
     print(render_terminal_table(result.report))
     if result.report_dir is not None:
         print(f"reports: {result.report_dir}/report.html (summary.md, report.json)")
-    ok = result.comparison.verdict is Verdict.IMPROVED and not result.gate_failures
+    chat_only = any(f.code == "gain-only-in-raw-format" for f in result.findings)
+    ok = result.comparison.verdict is Verdict.IMPROVED and not result.gate_failures and not chat_only
     return 0 if ok else 1
 
 

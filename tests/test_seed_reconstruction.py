@@ -68,13 +68,6 @@ def _scale_lora():
 
 
 @pytest.fixture(scope="module")
-def gemma() -> Path:
-    from simonsca.default_models import gemma_base_path
-
-    return gemma_base_path()
-
-
-@pytest.fixture(scope="module")
 def block0(tmp_path_factory) -> Path:
     """The real adapter's block-0 pairs, unscaled."""
     out = tmp_path_factory.mktemp("lora") / "block0.gguf"
@@ -136,12 +129,12 @@ def test_log_base_q8_0_vs_merge_base_q6_k():
 
 
 @pytest.mark.model
-def test_doctor_finds_truncated_answers_and_the_early_stop(tmp_path, gemma):
+def test_doctor_finds_truncated_answers_and_the_early_stop(tmp_path, gemma_path):
     train = tmp_path / "train_data.txt"
     assert dataset.write_items(dataset.v5_items(300), train, "v5") == 300
     from simonsca.forensics import doctor
 
-    cut = doctor(train, gemma, n_ctx=128, train_log=LOG)
+    cut = doctor(train, gemma_path, n_ctx=128, train_log=LOG)
     assert {"answers-truncated", "training-stopped-early", "log-samples-over-context"} <= codes(
         cut.findings
     )
@@ -150,7 +143,7 @@ def test_doctor_finds_truncated_answers_and_the_early_stop(tmp_path, gemma):
     assert cut.n_over_context == cut.n_answer_cut > 0
     assert 0 < cut.answer_tokens_lost < cut.answer_tokens_total
     # healthy: a context that holds every sample, no log
-    whole = doctor(train, gemma, n_ctx=2048)
+    whole = doctor(train, gemma_path, n_ctx=2048)
     assert whole.n_over_context == whole.n_answer_cut == 0
     assert codes(whole.findings) & FAILURE_CODES == set()
 
@@ -159,19 +152,19 @@ def test_doctor_finds_truncated_answers_and_the_early_stop(tmp_path, gemma):
 
 
 @pytest.mark.model
-def test_merge_requantised_to_q8_0_is_a_quantisation_mismatch(tmp_path, gemma, block0):
+def test_merge_requantised_to_q8_0_is_a_quantisation_mismatch(tmp_path, gemma_path, block0):
     from simonsca.merge import merge_adapter
 
-    q8 = merge_adapter(gemma, block0, tmp_path / "merged-q8.gguf", "Q8_0")
-    d = diff_models(gemma, q8)
+    q8 = merge_adapter(gemma_path, block0, tmp_path / "merged-q8.gguf", "Q8_0")
+    d = diff_models(gemma_path, q8)
     f = by_code(d.findings, "quantisation-mismatch")
     # blk.0: attn_q/attn_k/ffn_gate/ffn_up Q5_0, attn_output Q4_K, ffn_down Q6_K; attn_v is Q8_0
     assert f.numbers["type_changes"] == {"Q5_0->Q8_0": 4, "Q4_K->Q8_0": 1, "Q6_K->Q8_0": 1}
     assert d.n_changed == 7
-    (q8).unlink()
+    q8.unlink()
     # healthy: merged as F16 (finer than every base type), the update is there
-    f16 = merge_adapter(gemma, block0, tmp_path / "merged-f16.gguf")
-    d = diff_models(gemma, f16)
+    f16 = merge_adapter(gemma_path, block0, tmp_path / "merged-f16.gguf")
+    d = diff_models(gemma_path, f16)
     assert d.n_changed == 7
     assert codes(d.findings) & FAILURE_CODES == set()
 
@@ -180,16 +173,16 @@ def test_merge_requantised_to_q8_0_is_a_quantisation_mismatch(tmp_path, gemma, b
 
 
 @pytest.mark.model
-def test_scaled_down_adapter_is_below_resolution(tmp_path, gemma, block0):
+def test_scaled_down_adapter_is_below_resolution(tmp_path, gemma_path, block0):
     small, n = _scale_lora()(ADAPTER, tmp_path / "small.gguf", 0.01, (ONLY,))
     assert n == 7
-    report = inspect_adapter(gemma, small)
+    report = inspect_adapter(gemma_path, small)
     f = by_code(report.findings, "update-below-resolution")
     assert f.severity is Severity.ERROR
     assert f.numbers["tensors_below"] == f.numbers["targets"] == 7
     assert f.numbers["median_retained"] < 0.1
     # healthy: the real adapter judged in Q8_0 (what `simonsca merge --requantize Q8_0` writes)
-    healthy = inspect_adapter(gemma, block0, resolution_type="Q8_0")
+    healthy = inspect_adapter(gemma_path, block0, resolution_type="Q8_0")
     assert healthy.n_below_resolution == 0
     assert codes(healthy.findings) & FAILURE_CODES == set()
 
@@ -198,12 +191,20 @@ def test_scaled_down_adapter_is_below_resolution(tmp_path, gemma, block0):
 
 
 @pytest.mark.model
-def test_a_copy_of_the_base_is_identical(tmp_path, gemma):
+def test_a_copy_of_the_base_is_identical(tmp_path, gemma_path, capsys):
     import shutil
 
-    same = Path(shutil.copyfile(gemma, tmp_path / "same.gguf"))
-    d = diff_models(gemma, same)
+    from simonsca.cli import main
+
+    same = Path(shutil.copyfile(gemma_path, tmp_path / "same.gguf"))
+    d = diff_models(gemma_path, same)
     assert codes(d.findings) == {"merged-identical"}
+    # `simonsca compare BASE same.gguf`: verdict at once, no model run
+    argv = ["compare", str(gemma_path), str(same), "--reports-dir", str(tmp_path / "reports")]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert "verdict: IDENTICAL" in out
+    assert "merged-identical" in out
 
 
 def test_scale_lora_script_refuses_to_overwrite(tmp_path):
@@ -216,3 +217,10 @@ def test_scale_lora_script_refuses_to_overwrite(tmp_path):
         check=False,
     )
     assert r.returncode == 2 and "exists" in r.stderr
+
+
+def test_reconstruct_script_wants_an_output_directory():
+    r = subprocess.run(
+        ["bash", str(SEED / "reconstruct.sh")], capture_output=True, text=True, check=False
+    )
+    assert r.returncode == 2 and "usage" in r.stderr
