@@ -16,7 +16,10 @@ from simonsca.tasks import PromptMode
 
 def _context(result: SuiteResult) -> str:
     c = result.comparison
-    lines = [f"verdict {c.verdict.value.upper()}: {c.headline}", f"compared: {result.config.describe()}"]
+    lines = [
+        f"verdict {c.verdict.value.upper()}: {c.headline}",
+        f"compared: {result.config.describe()}",
+    ]
     lines += [f"finding [{f.code}]: {f.title}" for f in result.findings]
     if result.report_dir is not None:
         lines.append(f"report: {result.report_dir / 'report.html'}")
@@ -92,7 +95,9 @@ def test_answers_are_well_formed(simonsca_result: SuiteResult) -> None:
     shaped = sum(s.shape_ok for s in scores) / n
     minimum = simonsca_result.config.min_parse_rate
     if minimum is None:
-        pytest.skip(f"no min_parse_rate configured (merged: parse {parsed:.0%}, shape {shaped:.0%})")
+        pytest.skip(
+            f"no min_parse_rate configured (merged: parse {parsed:.0%}, shape {shaped:.0%})"
+        )
     reasons = sorted({s.reason for s in scores if not s.parse_ok and s.reason})[:5]
     assert parsed >= minimum, (
         f"only {parsed:.0%} of merged answers parse (shape ok {shaped:.0%}); min_parse_rate is "

@@ -33,7 +33,7 @@ _PUBLIC = {
     "SimonscaError": "simonsca.errors",
 }
 
-__all__ = ["__version__", *_PUBLIC]
+__all__ = ["__version__", *sorted(_PUBLIC)]  # noqa: PLE0604 -- names load lazily
 
 
 def __getattr__(name: str) -> Any:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-
 from typing import Any
 
 from simonsca import dataset, options
 from simonsca.errors import SimonscaError
+
 
 def _generate(args: argparse.Namespace) -> int:
     if args.split == "train":
@@ -105,8 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
         "chat format; 1 otherwise.",
     )
     cmp.add_argument("base_model", metavar="BASE.gguf")
-    cmp.add_argument("merged_model", metavar="MERGED.gguf", nargs="?",
-                     help="omit and pass --lora to compare BASE with BASE + adapter")
+    cmp.add_argument(
+        "merged_model",
+        metavar="MERGED.gguf",
+        nargs="?",
+        help="omit and pass --lora to compare BASE with BASE + adapter",
+    )
     options.add_options(
         cmp.add_argument, options.EVAL_OPTIONS + options.GATE_OPTIONS + options.REPORT_OPTIONS
     )
@@ -123,10 +127,18 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("base", metavar="BASE.gguf")
     diff.add_argument("merged", metavar="MERGED.gguf", nargs="?")
     diff.add_argument("--lora", metavar="ADAPTER.gguf", help="inspect this adapter against BASE")
-    diff.add_argument("--merge-type", metavar="TYPE",
-                      help="judge the adapter's survival in this type (e.g. Q6_K) instead of BASE's")
-    diff.add_argument("--logit-items", type=int, default=0, metavar="N",
-                      help="also compare next-token distributions on N eval items")
+    diff.add_argument(
+        "--merge-type",
+        metavar="TYPE",
+        help="judge the adapter's survival in this type (e.g. Q6_K) instead of BASE's",
+    )
+    diff.add_argument(
+        "--logit-items",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also compare next-token distributions on N eval items",
+    )
     diff.add_argument("--json", action="store_true", help="print JSON instead of tables")
     diff.set_defaults(handler=_diff)
 
@@ -140,14 +152,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     doc.add_argument("--train-data", required=True, metavar="FILE")
     doc.add_argument("--model", required=True, metavar="BASE.gguf", help="whose tokenizer to use")
-    doc.add_argument("--ctx", type=int, default=512, metavar="N", help="training context (default 512)")
-    doc.add_argument("--sample-start", default="<s>", metavar="S", help="sample-start marker (default <s>)")
+    doc.add_argument(
+        "--ctx", type=int, default=512, metavar="N", help="training context (default 512)"
+    )
+    doc.add_argument(
+        "--sample-start", default="<s>", metavar="S", help="sample-start marker (default <s>)"
+    )
     doc.add_argument("--train-log", metavar="FILE", help="llama.cpp finetune log to read")
-    doc.add_argument("--merge-base", metavar="BASE.gguf",
-                     help="the GGUF the adapter was merged into: checked against the log's "
-                     "training base (quantisation types)")
-    doc.add_argument("--eval-size", type=int, default=200, metavar="N",
-                     help="eval items to check for overlap (default 200)")
+    doc.add_argument(
+        "--merge-base",
+        metavar="BASE.gguf",
+        help="the GGUF the adapter was merged into: checked against the log's "
+        "training base (quantisation types)",
+    )
+    doc.add_argument(
+        "--eval-size",
+        type=int,
+        default=200,
+        metavar="N",
+        help="eval items to check for overlap (default 200)",
+    )
     doc.add_argument("--json", action="store_true", help="print JSON instead of a table")
     doc.set_defaults(handler=_doctor)
 
@@ -191,7 +215,9 @@ def _diff(args: argparse.Namespace) -> int:
         items = dataset.eval_items(args.logit_items)
         other = args.merged or args.base
         effect = logit_effect(
-            args.base, other, [(i.prompt, i.output) for i in items],
+            args.base,
+            other,
+            [(i.prompt, i.output) for i in items],
             lora_b=args.lora,
         )
         reports["logits"] = effect
@@ -201,8 +227,11 @@ def _diff(args: argparse.Namespace) -> int:
     if args.json:
         print(forensics.to_json({**reports, "findings": forensics.sort_findings(findings)}))
     else:
-        print(forensics.format_findings_table(forensics.sort_findings(findings)) if findings
-              else "no findings")
+        print(
+            forensics.format_findings_table(forensics.sort_findings(findings))
+            if findings
+            else "no findings"
+        )
     return 0
 
 
@@ -243,7 +272,10 @@ def _settings(args: argparse.Namespace, tables: tuple[options.Option, ...]) -> d
     from simonsca.suite import read_pyproject_settings
 
     overrides = {key: getattr(args, key) for _, key, _ in tables}
-    return {**read_pyproject_settings(Path.cwd()), **{k: v for k, v in overrides.items() if v is not None}}
+    return {
+        **read_pyproject_settings(Path.cwd()),
+        **{k: v for k, v in overrides.items() if v is not None},
+    }
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -272,7 +304,9 @@ def _compare(args: argparse.Namespace) -> int:
     if result.report_dir is not None:
         print(f"reports: {result.report_dir}/report.html (summary.md, report.json)")
     chat_only = any(f.code == "gain-only-in-raw-format" for f in result.findings)
-    ok = result.comparison.verdict is Verdict.IMPROVED and not result.gate_failures and not chat_only
+    ok = (
+        result.comparison.verdict is Verdict.IMPROVED and not result.gate_failures and not chat_only
+    )
     return 0 if ok else 1
 
 

@@ -156,9 +156,7 @@ def parse_input_grid(text: str, symbols: Symbols) -> np.ndarray:
                     f"unknown symbol {_show(cell)} at row {row_number}, column {column}"
                 )
         if rows and len(row) != len(rows[0]):
-            raise ValueError(
-                _ragged(row_number, len(row), len(rows[0]))
-            )
+            raise ValueError(_ragged(row_number, len(row), len(rows[0])))
         rows.append(row)
     return np.array(rows, dtype=bool)
 
@@ -192,7 +190,7 @@ def parse_grid(
     _check_symbols(symbols)
     try:
         return _parse_grid(text, symbols, expected_shape)
-    except Exception as error:  # a grader must survive anything; tests assert this never happens
+    except Exception as error:  # noqa: BLE001 -- a grader must survive anything; tests assert it never happens
         return ParsedAnswer.failure(f"internal parser error: {type(error).__name__}: {error}")
 
 
@@ -209,7 +207,7 @@ def parse_counts(text: str, expected_shape: tuple[int, ...] | None = None) -> Pa
     del expected_shape  # nothing to disambiguate
     try:
         return _parse_counts(text)
-    except Exception as error:  # a grader must survive anything; tests assert this never happens
+    except Exception as error:  # noqa: BLE001 -- a grader must survive anything; tests assert it never happens
         return ParsedAnswer.failure(f"internal parser error: {type(error).__name__}: {error}")
 
 
@@ -269,9 +267,7 @@ def _parse_grid(
     return parsed
 
 
-def _read_grid(
-    text: str, symbols: Symbols, expected_shape: tuple[int, ...] | None
-) -> ParsedAnswer:
+def _read_grid(text: str, symbols: Symbols, expected_shape: tuple[int, ...] | None) -> ParsedAnswer:
     layout = _layout(text, symbols)
     notes: list[str] = [NOTE_FENCE] if layout.fenced else []
 
@@ -391,9 +387,7 @@ def _split_row(line: str, symbols: Symbols) -> _Row:
     longest = max(len(symbols.live), len(symbols.dead))
     row_like = (known > 0 and 2 * known >= len(cells)) or (
         # A row written in other symbols: short cells between separators.
-        sep != ""
-        and len(cells) >= 2
-        and all(0 < len(cell) <= longest for cell in cells)
+        sep != "" and len(cells) >= 2 and all(0 < len(cell) <= longest for cell in cells)
     )
     valid = known == len(cells) and known > 0
     return _Row(tuple(cells), spaced, trailing_sep, row_like, valid)
@@ -453,8 +447,7 @@ def _parse_counts(text: str) -> ParsedAnswer:
     if any(line.strip().startswith(_FENCE_MARKERS) for line in before.split("\n")):
         notes.append(NOTE_FENCE)
     if any(
-        line.strip() and not line.strip().startswith(_FENCE_MARKERS)
-        for line in before.split("\n")
+        line.strip() and not line.strip().startswith(_FENCE_MARKERS) for line in before.split("\n")
     ):
         notes.append(NOTE_TEXT_BEFORE_JSON)
 
@@ -500,9 +493,7 @@ def _counts_from_json(value: Any, notes: tuple[str, ...]) -> ParsedAnswer:
     width = len(value[0])
     for row_number, row in enumerate(value, start=1):
         if len(row) != width:
-            return ParsedAnswer.failure(
-                _ragged(row_number, len(row), width), notes
-            )
+            return ParsedAnswer.failure(_ragged(row_number, len(row), width), notes)
     for row_number, row in enumerate(value, start=1):
         for column, count in enumerate(row, start=1):
             where = f"at row {row_number}, column {column}"

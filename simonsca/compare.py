@@ -392,7 +392,10 @@ def compare_scores(
 
 
 def files_identical_comparison(
-    n: int, *, alpha: float = DEFAULT_ALPHA, max_family_regression: float = DEFAULT_MAX_FAMILY_REGRESSION
+    n: int,
+    *,
+    alpha: float = DEFAULT_ALPHA,
+    max_family_regression: float = DEFAULT_MAX_FAMILY_REGRESSION,
 ) -> Comparison:
     """The verdict for byte-identical model files: IDENTICAL, with no numbers (nothing was run)."""
     return Comparison(

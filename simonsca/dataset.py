@@ -191,9 +191,7 @@ def make_eval_item(seed: int, fam: Families = PRESETS["v5-small"]) -> Item:
     live, dead = rng.choice(fam.symbol_pairs)
     width = rng.randint(fam.min_side, fam.max_side)
     height = rng.randint(fam.min_side, fam.max_side)
-    grid = np.array(
-        [[rng.random() < 0.5 for _ in range(width)] for _ in range(height)], dtype=bool
-    )
+    grid = np.array([[rng.random() < 0.5 for _ in range(width)] for _ in range(height)], dtype=bool)
     return _build(
         seed=seed,
         grid=grid,
@@ -232,7 +230,7 @@ def eval_items(
             f"got --eval-seed {seed_start}"
         )
     items = [make_eval_item(seed, fam) for seed in range(seed_start, seed_start + count)]
-    assert_held_out(items, range(0, V5_MAX_ITEMS))
+    assert_held_out(items, range(V5_MAX_ITEMS))
     return items
 
 
@@ -315,4 +313,3 @@ def write_items(items: Iterable[Item], path: str | Path, fmt: str, *, force: boo
         Path(tmp).unlink(missing_ok=True)
         raise
     return count
-

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from simonsca.errors import ModelFileError
@@ -69,7 +68,9 @@ def _write_stamp(target: Path, stamp: Path, digest: str) -> None:
 
 
 #: simonsca's positive control: a SimonsCA1 LoRA for Gemma 3 270M trained by ``recipes/``.
-CONTROL_ADAPTER = Path(__file__).resolve().parents[1] / "fixtures" / "gemma3-270m-simonsca-lora" / "adapter.gguf"
+CONTROL_ADAPTER = (
+    Path(__file__).resolve().parents[1] / "fixtures" / "gemma3-270m-simonsca-lora" / "adapter.gguf"
+)
 
 
 def control_merged_path() -> Path:

@@ -49,12 +49,13 @@ def _uses_simonsca(items: list[pytest.Item]) -> bool:
 def _suite_config(config: pytest.Config) -> Any:
     """The SuiteConfig for this session, built once (file checks happen here, before loading)."""
     if _CONFIG not in config.stash:
-        from simonsca import suite
-
-        from simonsca import options
+        from simonsca import options, suite
 
         tables = (
-            options.MODEL_OPTIONS, options.EVAL_OPTIONS, options.GATE_OPTIONS, options.REPORT_OPTIONS
+            options.MODEL_OPTIONS,
+            options.EVAL_OPTIONS,
+            options.GATE_OPTIONS,
+            options.REPORT_OPTIONS,
         )
         overrides = {
             key: config.getoption(f"simonsca_{key}") for table in tables for _, key, _ in table
@@ -115,4 +116,6 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     for line in render_terminal_table(result.report).splitlines():
         terminalreporter.write_line(line)
     if result.report_dir is not None:
-        terminalreporter.write_line(f"reports: {result.report_dir}/report.html (summary.md, report.json)")
+        terminalreporter.write_line(
+            f"reports: {result.report_dir}/report.html (summary.md, report.json)"
+        )

@@ -457,7 +457,10 @@ def render_summary_md(report: Mapping[str, Any]) -> str:
             out.append(line)
         out += ["", "</details>", ""]
     if comparison and not comparison["deltas"]:
-        out += ["Nothing was run: the model files are byte-identical, so every answer would be.", ""]
+        out += [
+            "Nothing was run: the model files are byte-identical, so every answer would be.",
+            "",
+        ]
     if report.get("findings"):
         out += ["### Findings: why", ""]
         out += [

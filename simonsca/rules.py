@@ -174,9 +174,7 @@ def _as_board(grid: Any, ndim: int, name: str) -> np.ndarray:
     if arr.dtype == np.bool_:
         return arr
     if arr.dtype.kind not in "iuf":
-        raise ValueError(
-            f"{name} must hold booleans or 0/1 numbers, got dtype {arr.dtype}"
-        )
+        raise ValueError(f"{name} must hold booleans or 0/1 numbers, got dtype {arr.dtype}")
     bad = (arr != 0) & (arr != 1)
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])
@@ -194,7 +192,7 @@ def _as_flag(value: Any, name: str) -> bool:
 
 def _as_generations(value: Any) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"generations must be a non-negative integer, got {value!r}")
+        raise ValueError(f"generations must be a non-negative integer, got {value!r}")  # noqa: TRY004
     if value < 0:
         raise ValueError(f"generations must be >= 0, got {value}")
     return int(value)
@@ -210,9 +208,7 @@ def _as_method(value: Any) -> str:
 # dispatch
 
 
-def _step(
-    board: np.ndarray, wrap_x: Any, wrap_y: Any, generations: Any, method: Any
-) -> np.ndarray:
+def _step(board: np.ndarray, wrap_x: Any, wrap_y: Any, generations: Any, method: Any) -> np.ndarray:
     wx, wy = _as_flag(wrap_x, "wrap_x"), _as_flag(wrap_y, "wrap_y")
     gens = _as_generations(generations)
     how = _as_method(method)

@@ -141,11 +141,15 @@ def run_suite(
     items = tuple(
         dataset.eval_items(config.eval_size, config.eval_seed, dataset.families(config.eval_family))
     )
-    same = identical_files(config.base.path, config.merged.path, config.base.lora, config.merged.lora)
+    same = identical_files(
+        config.base.path, config.merged.path, config.base.lora, config.merged.lora
+    )
 
     runs: dict[str, ModelRun] = {}
     if same:
-        say("simonsca: base and merged files are byte-identical -- nothing to run (verdict: identical)")
+        say(
+            "simonsca: base and merged files are byte-identical -- nothing to run (verdict: identical)"
+        )
     else:
         for side, spec in (("base", config.base), ("merged", config.merged)):
             say(f"simonsca: loading {side} model {spec.label}")
@@ -176,7 +180,10 @@ def run_suite(
     trivial = {name: scores[name] for name in baselines}
     comparisons: dict[PromptMode, Comparison] = {}
     for mode in config.prompt_modes:
-        b, m = run_label("base", mode, config.primary_mode), run_label("merged", mode, config.primary_mode)
+        b, m = (
+            run_label("base", mode, config.primary_mode),
+            run_label("merged", mode, config.primary_mode),
+        )
         if same:
             comparisons[mode] = files_identical_comparison(
                 len(items), max_family_regression=_family_limit(config.gate)
@@ -226,23 +233,22 @@ def _findings(
 
     found: list[Any] = []
     raw, chat = comparisons.get(PromptMode.RAW), comparisons.get(PromptMode.CHAT)
-    if raw is not None and chat is not None:
-        if raw.verdict is Verdict.IMPROVED and chat.verdict is not Verdict.IMPROVED:
-            raw_d, chat_d = raw.delta("cell_accuracy"), chat.delta("cell_accuracy")
-            found.append(
-                Finding(
-                    "gain-only-in-raw-format",
-                    Severity.WARNING,
-                    "the finetune's gain exists only in the raw training format",
-                    "Chat apps (LM Studio, ...) wrap prompts in the chat template; the finetuned "
-                    "behaviour is only reachable with raw completion prompts.",
-                    {
-                        "raw_cell_gain": raw_d.diff if raw_d else None,
-                        "chat_cell_gain": chat_d.diff if chat_d else None,
-                        "chat_verdict": chat.verdict.value,
-                    },
-                )
+    if raw is not None and chat is not None and _gain_only_in_raw(raw, chat):
+        raw_d, chat_d = raw.delta("cell_accuracy"), chat.delta("cell_accuracy")
+        found.append(
+            Finding(
+                "gain-only-in-raw-format",
+                Severity.WARNING,
+                "the finetune's gain exists only in the raw training format",
+                "Chat apps (LM Studio, ...) wrap prompts in the chat template; the finetuned "
+                "behaviour is only reachable with raw completion prompts.",
+                {
+                    "raw_cell_gain": raw_d.diff if raw_d else None,
+                    "chat_cell_gain": chat_d.diff if chat_d else None,
+                    "chat_verdict": chat.verdict.value,
+                },
             )
+        )
     if comparisons[config.primary_mode].verdict in (Verdict.IDENTICAL, Verdict.NO_EFFECT):
         say("simonsca: looking for causes (weight diff, adapter vs quantisation step)")
         base, merged = config.base, config.merged
@@ -254,6 +260,10 @@ def _findings(
             )
         )
     return tuple(found)
+
+
+def _gain_only_in_raw(raw: Comparison, chat: Comparison) -> bool:
+    return raw.verdict is Verdict.IMPROVED and chat.verdict is not Verdict.IMPROVED
 
 
 def evaluate_one(
@@ -317,8 +327,11 @@ def _build_report(
     )
     report["compared"] = config.describe()
     report["models_compared"] = {
-        side: {"path": str(spec.path), "lora": str(spec.lora) if spec.lora else None,
-               "origin": spec.origin}
+        side: {
+            "path": str(spec.path),
+            "lora": str(spec.lora) if spec.lora else None,
+            "origin": spec.origin,
+        }
         for side, spec in (("base", config.base), ("merged", config.merged))
     }
     report["comparisons_by_prompt_mode"] = {
@@ -432,4 +445,3 @@ def _int(settings: Mapping[str, Any], key: str, *, minimum: int) -> int:
     if number < minimum:
         raise ConfigError(f"{key} must be >= {minimum}, got {number}")
     return number
-

@@ -11,9 +11,7 @@ from simonsca.tasks import Symbols
 
 def grids(min_side: int = 1, max_side: int = 12) -> st.SearchStrategy[np.ndarray]:
     """Boolean grids of any legal shape, 1x1 included."""
-    shapes = st.tuples(
-        st.integers(min_side, max_side), st.integers(min_side, max_side)
-    )
+    shapes = st.tuples(st.integers(min_side, max_side), st.integers(min_side, max_side))
     return shapes.flatmap(lambda shape: hnp.arrays(np.bool_, shape))
 
 
@@ -41,16 +39,49 @@ def symbols(draw: st.DrawFn) -> Symbols:
 def count_grids(min_side: int = 1, max_side: int = 12) -> st.SearchStrategy[np.ndarray]:
     """Neighbour-count grids: int64 values 0..8 of any legal shape."""
     shapes = st.tuples(st.integers(min_side, max_side), st.integers(min_side, max_side))
-    return shapes.flatmap(
-        lambda shape: hnp.arrays(np.int64, shape, elements=st.integers(0, 8))
-    )
+    return shapes.flatmap(lambda shape: hnp.arrays(np.int64, shape, elements=st.integers(0, 8)))
 
 
 # Fragments a model's completion is made of when it goes wrong.
 _noise_fragments = st.sampled_from(
-    ["\n", "\n\n", " ", ",", ";", "|", "```", "```json", "# Input", "# Output", "SimonsCA1",
-     "[", "]", "[[", "]]", "{", "}", '"', ":", "0", "1", "9", "-1", "true", "null", "1.5",
-     "x", ".", "*", "#", "<s>", "\r\n", "\t", "Here is the answer:", "\u2028", "\x00"]
+    [
+        "\n",
+        "\n\n",
+        " ",
+        ",",
+        ";",
+        "|",
+        "```",
+        "```json",
+        "# Input",
+        "# Output",
+        "SimonsCA1",
+        "[",
+        "]",
+        "[[",
+        "]]",
+        "{",
+        "}",
+        '"',
+        ":",
+        "0",
+        "1",
+        "9",
+        "-1",
+        "true",
+        "null",
+        "1.5",
+        "x",
+        ".",
+        "*",
+        "#",
+        "<s>",
+        "\r\n",
+        "\t",
+        "Here is the answer:",
+        "\u2028",
+        "\x00",
+    ]
 )
 
 

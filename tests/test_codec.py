@@ -26,15 +26,11 @@ STARS = Symbols(live="*", dead=".")
 
 # The golden example from a SimonsCA1 prompt (3x5, wrap_x=True, wrap_y=True).
 GOLDEN_INPUT = "0,1,0,1,1\n0,0,0,1,1\n1,1,1,0,0"
-GOLDEN_GRID = np.array(
-    [[0, 1, 0, 1, 1], [0, 0, 0, 1, 1], [1, 1, 1, 0, 0]], dtype=bool
-)
+GOLDEN_GRID = np.array([[0, 1, 0, 1, 1], [0, 0, 0, 1, 1], [1, 1, 1, 0, 0]], dtype=bool)
 # Worked by hand. With 3 rows every cell's neighbourhood spans all three rows, so a cell's count
 # is the live cells in its column and the two columns beside it (wrapping), minus itself.
 # Column sums: 1, 2, 1, 2, 2 -> three-column windows: 5, 4, 5, 5, 5.
-GOLDEN_COUNTS = np.array(
-    [[5, 3, 5, 4, 4], [5, 4, 5, 4, 4], [4, 3, 4, 5, 5]], dtype=np.int64
-)
+GOLDEN_COUNTS = np.array([[5, 3, 5, 4, 4], [5, 4, 5, 4, 4], [4, 3, 4, 5, 5]], dtype=np.int64)
 
 
 def assert_never_raises_and_consistent(result: ParsedAnswer) -> None:

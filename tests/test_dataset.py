@@ -120,7 +120,7 @@ def test_eval_seeds_below_the_eval_range_are_refused() -> None:
 def test_held_out_check_catches_a_training_grid() -> None:
     leaked = dataset.make_item(123)
     with pytest.raises(DatasetError, match="v5 training item 123"):
-        dataset.assert_held_out([leaked], range(0, 200))
+        dataset.assert_held_out([leaked], range(200))
 
 
 def test_unknown_family_names_the_choices() -> None:

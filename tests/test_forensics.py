@@ -8,10 +8,8 @@ tmp_path with the same functions.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +36,7 @@ from simonsca.forensics.resolution import ESTIMATOR_REQUANTIZE, ResolutionAccumu
 ROOT = Path(__file__).resolve().parents[1]
 
 
-from tests.tiny_models import BASE, LORA, tiny  # noqa: E402
+from tests.tiny_models import BASE, LORA, tiny
 
 
 def codes(findings) -> list[str]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import warnings
 from pathlib import Path
 
@@ -18,7 +16,8 @@ from simonsca.merge import UpdateErasedWarning, merge_adapter
 ROOT = Path(__file__).resolve().parents[1]
 
 
-from tests.tiny_models import BASE, LORA, tiny  # noqa: E402
+from tests.tiny_models import BASE, LORA, tiny
+
 PROMPTS = ["SimonsCA1\ndead='0' live='1'\n\n# Input\n0,1,1\n", "Hello, world"]
 
 

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from simonsca.dataset import make_item
-from simonsca.default_models import gemma_base_path
 from simonsca.errors import AdapterMismatch, ConfigError, ContextTooSmall, ModelFileError
 from simonsca.models import (
     AllDeadBaseline,

@@ -25,7 +25,11 @@ def test_byte_copy_of_base_fails_as_identical_without_running(
     copy = tmp_path / "merged.gguf"
     shutil.copyfile(gemma_path, copy)
     result = suite_dir.runpytest(
-        f"--base-model={gemma_path}", f"--merged-model={copy}", "--eval-size=4", "-p", "no:cacheprovider"
+        f"--base-model={gemma_path}",
+        f"--merged-model={copy}",
+        "--eval-size=4",
+        "-p",
+        "no:cacheprovider",
     )
     result.assert_outcomes(failed=2, passed=2, skipped=5)
     for line in (
@@ -64,7 +68,9 @@ def test_unknown_pyproject_setting_is_named(suite_dir: pytest.Pytester, tmp_path
     suite_dir.makepyprojecttoml("[tool.simonsca]\nmin_exact_gian = 0.05\n")
     result = suite_dir.runpytest("--base-model=a.gguf", "--merged-model=b.gguf")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: simonsca: *pyproject.toml: unknown [[]tool.simonsca[]] key(s) min_exact_gian*"])
+    result.stderr.fnmatch_lines(
+        ["ERROR: simonsca: *pyproject.toml: unknown [[]tool.simonsca[]] key(s) min_exact_gian*"]
+    )
 
 
 def test_plugin_options_are_registered(pytester: pytest.Pytester) -> None:
@@ -88,8 +94,14 @@ def test_a_real_adapter_changes_the_verdict(suite_dir: pytest.Pytester, gemma_pa
     from simonsca.default_models import CONTROL_ADAPTER
 
     result = suite_dir.runpytest(
-        f"--base-model={gemma_path}", f"--lora={CONTROL_ADAPTER}", "--eval-size=3",
-        "--eval-family=next-small", "--no-simonsca-cache", "-p", "no:cacheprovider", "-rA",
+        f"--base-model={gemma_path}",
+        f"--lora={CONTROL_ADAPTER}",
+        "--eval-size=3",
+        "--eval-family=next-small",
+        "--no-simonsca-cache",
+        "-p",
+        "no:cacheprovider",
+        "-rA",
     )
     result.stdout.fnmatch_lines(["*PASSED*test_merged_model_differs_from_base*"])
     result.stdout.fnmatch_lines(["verdict: *"])

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from simonsca.dataset import make_item
-from simonsca.default_models import gemma_base_path
 from simonsca.errors import ConfigError
 from simonsca.models import (
     AllDeadBaseline,

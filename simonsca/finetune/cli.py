@@ -16,7 +16,7 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from simonsca.errors import SimonscaError
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> Path:
     )
     from simonsca.finetune.train import TrainConfig, add_lora, load_base, tokenize_example, train
 
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.monotonic()
     item_filter = ItemFilter(args.min_side, args.max_side, parse_tasks(args.tasks))
     config = TrainConfig(

@@ -118,7 +118,7 @@ def convert_adapter(
         sys.executable, str(converter), "--base", str(base_config_dir),
         "--outtype", outtype, "--outfile", str(outfile), str(peft_dir),
     ]
-    result = subprocess.run(cmd, capture_output=True, text=True)
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0 or not outfile.is_file():
         raise ModelFileError(
             f"{converter.name} failed on {peft_dir} (exit {result.returncode}):\n"

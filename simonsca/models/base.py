@@ -81,6 +81,8 @@ class Baseline(Protocol):
     """A reference predictor that answers from the item (no prompt, no tokens)."""
 
     name: str
-    info: ModelInfo
+
+    @property
+    def info(self) -> ModelInfo: ...
 
     def answer(self, item: Item) -> str: ...
