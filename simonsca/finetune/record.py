@@ -41,9 +41,17 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def library_versions(names: tuple[str, ...] = (
-    "torch", "transformers", "peft", "gguf", "numpy", "matplotlib", "simonsca",
-)) -> dict[str, str]:
+def library_versions(
+    names: tuple[str, ...] = (
+        "torch",
+        "transformers",
+        "peft",
+        "gguf",
+        "numpy",
+        "matplotlib",
+        "simonsca",
+    ),
+) -> dict[str, str]:
     """Installed versions of the libraries that shaped the adapter (``"absent"`` if missing)."""
     versions = {"python": platform.python_version()}
     for name in names:

@@ -134,9 +134,7 @@ def answer_loss(peft_model: Any, batch: Sequence[Example], pad_id: int, device: 
     import torch
     import torch.nn.functional as F
 
-    ids, mask, labels = (
-        torch.tensor(x, device=device) for x in pad_batch(batch, pad_id)
-    )
+    ids, mask, labels = (torch.tensor(x, device=device) for x in pad_batch(batch, pad_id))
     causal_lm = peft_model.get_base_model()
     decoder = causal_lm.model
     hidden = decoder(input_ids=ids, attention_mask=mask).last_hidden_state
@@ -202,11 +200,11 @@ def train(
             flush=True,
         )
         if config.max_minutes and elapsed > config.max_minutes * 60 and step + 1 < config.steps:
-            print(f"[finetune] time budget of {config.max_minutes} min reached, stopping",
-                  flush=True)
+            print(
+                f"[finetune] time budget of {config.max_minutes} min reached, stopping", flush=True
+            )
             result.stopped_early = True
             break
     result.train_s = time.monotonic() - start
     peft_model.eval()
     return result
-
