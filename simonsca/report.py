@@ -139,7 +139,7 @@ def _model_entry(label: str, kind: str, run: Any) -> dict[str, Any]:
         **info_dict,
         "prompt_mode": str(getattr(run.prompt_mode, "value", run.prompt_mode)),
         "seconds": float(run.seconds),
-        "items_per_second": float(run.items_per_second),
+        "items_per_second": None if run.items_per_second is None else float(run.items_per_second),
         "n_predictions": len(run.predictions),
         "n_cached": sum(1 for p in run.predictions if p.cached),
         "finish_reasons": finish,
@@ -338,7 +338,11 @@ def model_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
         rows.append(
             [m["label"], m["kind"], m.get("prompt_mode") or "-"]
             + [_metric_cell(metrics.get(k)) for k in _METRIC_LABELS]
-            + ["-" if m["kind"] == "baseline" or ips is None else f"{ips:.2f}"]
+            + [
+                "-"
+                if m["kind"] == "baseline"
+                else ("cached" if ips is None else f"{ips:.2f}")
+            ]
         )
     return header, rows
 

@@ -53,7 +53,7 @@ class ModelRun:
     prompt_mode: PromptMode
     predictions: tuple[Prediction, ...]
     seconds: float
-    items_per_second: float
+    items_per_second: float | None  # over answers computed now; None when all came from cache
 
 
 class CompletionCache:
@@ -159,6 +159,7 @@ def evaluate(
     )
     predictions: list[Prediction] = []
     started = time.perf_counter()
+    fresh, fresh_seconds = 0, 0.0
     try:
         for item in items:
             if is_baseline:
@@ -166,7 +167,12 @@ def evaluate(
                 text = model.answer(item)  # type: ignore[union-attr]
                 predictions.append(Prediction(item.seed, mode, prompt, text, 0, "stop", False))
             else:
-                predictions.append(_predict(model, item, mode, store, stop, max_tokens))  # type: ignore[arg-type]
+                t0 = time.perf_counter()
+                prediction = _predict(model, item, mode, store, stop, max_tokens)  # type: ignore[arg-type]
+                predictions.append(prediction)
+                if not prediction.cached:
+                    fresh += 1
+                    fresh_seconds += time.perf_counter() - t0
             bar.update(1)
     finally:
         bar.close()
@@ -178,7 +184,7 @@ def evaluate(
         prompt_mode=mode,
         predictions=tuple(predictions),
         seconds=seconds,
-        items_per_second=len(items) / seconds if seconds > 0 else float("inf"),
+        items_per_second=(fresh / fresh_seconds) if fresh and fresh_seconds > 0 else None,
     )
 
 

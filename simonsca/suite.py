@@ -233,13 +233,14 @@ def _findings(
 
     found: list[Any] = []
     raw, chat = comparisons.get(PromptMode.RAW), comparisons.get(PromptMode.CHAT)
-    if raw is not None and chat is not None and _gain_only_in_raw(raw, chat):
+    if raw is not None and chat is not None and _gain_lost_in_chat(raw, chat):
         raw_d, chat_d = raw.delta("cell_accuracy"), chat.delta("cell_accuracy")
         found.append(
             Finding(
                 "gain-only-in-raw-format",
                 Severity.WARNING,
-                "the finetune's gain exists only in the raw training format",
+                "the finetune's gain is (mostly) lost in the chat format: cell accuracy "
+                f"{_signed_pp(raw_d)} raw, {_signed_pp(chat_d)} chat ({chat.verdict.value})",
                 "Chat apps (LM Studio, ...) wrap prompts in the chat template; the finetuned "
                 "behaviour is only reachable with raw completion prompts.",
                 {
@@ -262,8 +263,22 @@ def _findings(
     return tuple(found)
 
 
-def _gain_only_in_raw(raw: Comparison, chat: Comparison) -> bool:
-    return raw.verdict is Verdict.IMPROVED and chat.verdict is not Verdict.IMPROVED
+#: The chat-format gain must keep at least this share of the raw gain (cell accuracy).
+CHAT_GAIN_SHARE = 0.5
+
+
+def _gain_lost_in_chat(raw: Comparison, chat: Comparison) -> bool:
+    """Raw improved, but chat did not -- or kept less than half of the raw gain."""
+    if raw.verdict is not Verdict.IMPROVED:
+        return False
+    if chat.verdict is not Verdict.IMPROVED:
+        return True
+    raw_d, chat_d = raw.delta("cell_accuracy"), chat.delta("cell_accuracy")
+    return raw_d is not None and chat_d is not None and chat_d.diff < CHAT_GAIN_SHARE * raw_d.diff
+
+
+def _signed_pp(delta: Any) -> str:
+    return "n/a" if delta is None else f"{100 * delta.diff:+.1f} pp"
 
 
 def evaluate_one(

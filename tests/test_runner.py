@@ -85,6 +85,7 @@ def test_second_run_reads_the_cache(items: list[Item], tmp_path: Path) -> None:
     second = evaluate(model, items, cache=cache, progress=False)
     assert model.calls == []
     assert all(p.cached for p in second.predictions)
+    assert second.items_per_second is None  # nothing was computed: no speed to report
     assert [p.text for p in second.predictions] == [p.text for p in first.predictions]
 
 
