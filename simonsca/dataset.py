@@ -11,9 +11,7 @@ Two generators:
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from simonsca import rules
+from simonsca.atomic import atomic_text_writer
 from simonsca.codec import render_counts, render_grid
 from simonsca.errors import DatasetError, OutputExistsError
 from simonsca.tasks import PROMPT_HEADER, Item, Symbols, Task
@@ -302,14 +301,8 @@ def write_items(items: Iterable[Item], path: str | Path, fmt: str, *, force: boo
         raise OutputExistsError(f"{path} already exists; pass --force to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-            for chunk in render_items(items, fmt):
-                out.write(chunk)
-                count += 1
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_text_writer(path, newline="") as out:
+        for chunk in render_items(items, fmt):
+            out.write(chunk)
+            count += 1
     return count

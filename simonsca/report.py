@@ -23,7 +23,6 @@ import math
 import os
 import platform
 import shutil
-import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from simonsca import codec
+from simonsca.atomic import atomic_text_writer
 from simonsca.compare import Comparison, Gate, compare_scores
 from simonsca.errors import OutputExistsError
 from simonsca.scoring import (
@@ -338,11 +338,7 @@ def model_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
         rows.append(
             [m["label"], m["kind"], m.get("prompt_mode") or "-"]
             + [_metric_cell(metrics.get(k)) for k in _METRIC_LABELS]
-            + [
-                "-"
-                if m["kind"] == "baseline"
-                else ("cached" if ips is None else f"{ips:.2f}")
-            ]
+            + ["-" if m["kind"] == "baseline" else ("cached" if ips is None else f"{ips:.2f}")]
         )
     return header, rows
 
@@ -852,19 +848,8 @@ def render_html(report: Mapping[str, Any]) -> str:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_text_writer(path, newline="\n") as out:
+        out.write(text)
 
 
 def _point_latest(reports_dir: Path, run_dir: Path) -> None:

@@ -151,3 +151,14 @@ def test_writer_refuses_to_overwrite(tmp_path) -> None:
     assert target.read_text() == "precious"
     dataset.write_items([dataset.make_item(0)], target, "v5", force=True)
     assert target.read_text().startswith("<s>")
+
+
+def test_written_files_get_ordinary_permissions(tmp_path) -> None:
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    target = tmp_path / "items.jsonl"
+    dataset.write_items([dataset.make_item(0)], target, "jsonl")
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["items.jsonl"]  # no temporary file left
