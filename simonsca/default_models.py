@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from simonsca.errors import ModelFileError
-
-if TYPE_CHECKING:
-    from simonsca.suite import ModelSpec
+from simonsca.models.base import ModelSpec
 
 
 def cache_dir() -> Path:
@@ -96,8 +93,6 @@ def control_merged_path() -> Path:
 
 def default_pair() -> tuple[ModelSpec, ModelSpec]:
     """What ``pytest evals/`` compares when given no models: Gemma base vs the merged control."""
-    from simonsca.suite import ModelSpec
-
     base = ModelSpec(gemma_base_path(), origin="built-in Gemma 3 270M base")
     merged = ModelSpec(
         control_merged_path(),

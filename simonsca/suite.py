@@ -24,6 +24,7 @@ from simonsca.compare import (
 )
 from simonsca.errors import ConfigError
 from simonsca.models import BASELINES, LlamaCppModel
+from simonsca.models.base import ModelSpec
 from simonsca.models.llamacpp import check_gguf
 from simonsca.runner import ModelRun, evaluate
 from simonsca.scoring import ItemScore, score_item
@@ -46,20 +47,6 @@ DEFAULTS: dict[str, Any] = {
     "require_skill": False,
     "reports_dir": "reports",
 }
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One side of the comparison: a GGUF file, optionally with a LoRA adapter applied at load."""
-
-    path: Path
-    lora: Path | None = None
-    origin: str = "given"  # "given" or a sentence saying where a built-in model came from
-
-    @property
-    def label(self) -> str:
-        name = self.path.name + (f" + {self.lora.name}" if self.lora else "")
-        return name if self.origin == "given" else f"{name} ({self.origin})"
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Model backends behind one small protocol (:class:`Model`), and baselines beside them."""
 
-from simonsca.models.base import Baseline, Completion, FinishReason, Model, ModelInfo
+from simonsca.models.base import Baseline, Completion, FinishReason, Model, ModelInfo, ModelSpec
 from simonsca.models.baselines import (
     BASELINES,
     AllDeadBaseline,
@@ -20,6 +20,7 @@ __all__ = [
     "LlamaCppModel",
     "Model",
     "ModelInfo",
+    "ModelSpec",
     "MostCommonCountBaseline",
     "OracleBaseline",
 ]

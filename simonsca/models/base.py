@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
 from simonsca.tasks import Item
@@ -86,3 +87,17 @@ class Baseline(Protocol):
     def info(self) -> ModelInfo: ...
 
     def answer(self, item: Item) -> str: ...
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One side of the comparison: a GGUF file, optionally with a LoRA adapter applied at load."""
+
+    path: Path
+    lora: Path | None = None
+    origin: str = "given"  # "given" or a sentence saying where a built-in model came from
+
+    @property
+    def label(self) -> str:
+        name = self.path.name + (f" + {self.lora.name}" if self.lora else "")
+        return name if self.origin == "given" else f"{name} ({self.origin})"
