@@ -132,3 +132,16 @@ def test_gain_holds_in_chat_format(simonsca_result: SuiteResult) -> None:
         f"{lost[0].title}. A chat app (LM Studio, ...) will not show the finetuned behaviour.\n"
         + _context(simonsca_result)
     )
+
+
+def test_merged_file_matches_base_plus_adapter(simonsca_result: SuiteResult) -> None:
+    """A merge that dropped or mangled the update answers unlike base + adapter at run time."""
+    check = simonsca_result.merge_check
+    if check is None:
+        pytest.skip("the adapter behind the merged file is unknown (pass --merged-from-lora)")
+    minimum = simonsca_result.config.min_merge_agreement
+    assert check.agreement >= minimum, (
+        f"the merged file and base + {check.adapter.name} give the same answer on only "
+        f"{check.identical} of {check.n} items ({check.agreement:.0%}; min_merge_agreement "
+        f"{minimum:.0%}): the merge did not reproduce the adapter\n" + _context(simonsca_result)
+    )

@@ -97,5 +97,6 @@ def default_pair() -> tuple[ModelSpec, ModelSpec]:
     merged = ModelSpec(
         control_merged_path(),
         origin="built-in positive control: Gemma 3 270M + fixtures/gemma3-270m-simonsca-lora merged",
+        built_from=CONTROL_ADAPTER,
     )
     return base, merged

@@ -22,6 +22,15 @@ MODEL_OPTIONS: tuple[Option, ...] = (
         "merged_model",
         {"metavar": "GGUF", "help": "finetuned (merged) model GGUF"},
     ),
+    (
+        "--merged-from-lora",
+        "merged_from_lora",
+        {
+            "metavar": "GGUF",
+            "help": "the adapter merged into --merged-model: also check that base + adapter "
+            "gives the same answers",
+        },
+    ),
 )
 
 EVAL_OPTIONS: tuple[Option, ...] = (

@@ -425,6 +425,14 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _merge_check_line(check: Mapping[str, Any]) -> str:
+    name = Path(check["adapter"]).name
+    return (
+        f"merge check: the merged file answers exactly like base + {name} on "
+        f"{check['identical']} of {check['n']} items"
+    )
+
+
 def render_summary_md(report: Mapping[str, Any]) -> str:
     """The Markdown summary: fits a GitHub job summary or a PR comment."""
     out = [f"## {_verdict_title(report)}", ""]
@@ -461,6 +469,8 @@ def render_summary_md(report: Mapping[str, Any]) -> str:
             "Nothing was run: the model files are byte-identical, so every answer would be.",
             "",
         ]
+    if report.get("merge_check"):
+        out += [_merge_check_line(report["merge_check"]), ""]
     if report.get("findings"):
         out += ["### Findings: why", ""]
         out += [
@@ -566,6 +576,8 @@ def render_terminal_table(
         if regs:
             out += ["family regressions:"] + [f"  {r}" for r in regs]
         out.append("")
+    if report.get("merge_check"):
+        out.append(_merge_check_line(report["merge_check"]))
     for f in report.get("findings") or ():
         out.append(f"finding ({f['severity']}) {f['code']}: {f['title']}")
     gate = report.get("gate") or {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "min_parse_rate": None,
     "require_skill": False,
     "reports_dir": "reports",
+    "min_merge_agreement": 0.9,
 }
 
 
@@ -64,6 +65,7 @@ class SuiteConfig:
     n_threads: int | None = None
     n_gpu_layers: int = 0
     gate: Gate = field(default_factory=Gate)
+    min_merge_agreement: float = DEFAULTS["min_merge_agreement"]
     min_parse_rate: float | None = None
     require_skill: bool = False
     reports_dir: Path | None = Path("reports")
@@ -84,6 +86,19 @@ class SuiteConfig:
 
 
 @dataclass(frozen=True)
+class MergeCheck:
+    """Does the merged file answer like base + the adapter it was built from?"""
+
+    adapter: Path
+    identical: int  # items whose answer texts are byte-identical
+    n: int
+
+    @property
+    def agreement(self) -> float:
+        return self.identical / self.n
+
+
+@dataclass(frozen=True)
 class SuiteResult:
     """What the evaluation found, per prompt mode, plus the written report."""
 
@@ -98,6 +113,7 @@ class SuiteResult:
     report: Mapping[str, Any]
     report_dir: Path | None
     findings: tuple[Any, ...] = ()
+    merge_check: MergeCheck | None = None
 
     @property
     def comparison(self) -> Comparison:
@@ -115,6 +131,8 @@ def check_files(config: SuiteConfig) -> None:
         check_gguf(spec.path, f"{side} model")
         if spec.lora is not None:
             check_gguf(spec.lora, f"{side} adapter")
+        if spec.built_from is not None:
+            check_gguf(spec.built_from, f"{side} model's source adapter")
 
 
 def run_suite(
@@ -156,6 +174,9 @@ def run_suite(
                     )
             finally:
                 model.close()
+    merge_check = None
+    if not same and config.merged.built_from is not None:
+        merge_check = _check_merge(config, items, runs["merged"], say)
 
     baselines = {
         name: evaluate(cls(), items, cache=False, progress=False) for name, cls in BASELINES.items()
@@ -190,6 +211,12 @@ def run_suite(
     findings = _findings(config, comparisons, say)
     report = _build_report(config, items, runs, baselines, primary, comparisons, same)
     report["findings"] = [f.to_dict() for f in findings]
+    if merge_check is not None:
+        report["merge_check"] = {
+            "adapter": str(merge_check.adapter),
+            "identical": merge_check.identical,
+            "n": merge_check.n,
+        }
     report_dir = None
     if config.reports_dir is not None:
         from simonsca.report import write_reports
@@ -207,7 +234,36 @@ def run_suite(
         report=report,
         report_dir=report_dir,
         findings=findings,
+        merge_check=merge_check,
     )
+
+
+def _check_merge(
+    config: SuiteConfig, items: tuple[Item, ...], merged: ModelRun, say: Callable[[str], None]
+) -> MergeCheck:
+    adapter = config.merged.built_from
+    assert adapter is not None
+    say(f"simonsca: checking the merge -- base + {adapter.name} applied at run time")
+    model = LlamaCppModel(
+        config.base.path,
+        lora_path=adapter,
+        n_ctx=config.n_ctx,
+        n_threads=config.n_threads,
+        n_gpu_layers=config.n_gpu_layers,
+        chat_template=config.chat_template,
+    )
+    try:
+        run = evaluate(
+            model,
+            items,
+            prompt_mode=config.primary_mode,
+            cache=config.cache,
+            progress=config.progress,
+        )
+    finally:
+        model.close()
+    same = sum(a.text == b.text for a, b in zip(run.predictions, merged.predictions))
+    return MergeCheck(adapter=adapter, identical=same, n=len(items))
 
 
 def _findings(
@@ -411,6 +467,11 @@ def build_config(settings: Mapping[str, Any], **overrides: Any) -> SuiteConfig:
     base, other = resolve_models(
         merged.pop("base_model", None), merged.pop("merged_model", None), merged.pop("lora", None)
     )
+    merged_from = merged.pop("merged_from_lora", None)
+    if merged_from is not None:
+        if other.lora is not None or other.path == base.path:
+            raise ConfigError("--merged-from-lora needs --merged-model (a merged file to check)")
+        other = replace(other, built_from=Path(merged_from))
     gate = Gate.from_mapping(merged)
     size = _int(merged, "eval_size", minimum=1)
     seed = _int(merged, "eval_seed", minimum=dataset.EVAL_SEED_START)
@@ -429,6 +490,7 @@ def build_config(settings: Mapping[str, Any], **overrides: Any) -> SuiteConfig:
         n_threads=merged.get("n_threads"),
         n_gpu_layers=int(merged.get("n_gpu_layers") or 0),
         gate=gate,
+        min_merge_agreement=float(merged["min_merge_agreement"]),
         min_parse_rate=None if min_parse is None else float(min_parse),
         require_skill=bool(merged.get("require_skill")),
         reports_dir=None if reports in (None, "", False) else Path(reports),

@@ -66,3 +66,15 @@ def test_repository_pyproject_settings_are_valid() -> None:
     settings = suite.read_pyproject_settings(root)
     config = suite.build_config(settings, base_model="a.gguf", merged_model="b.gguf")
     assert config.eval_size == settings["eval_size"]
+
+
+def test_merged_from_lora_marks_the_merged_side() -> None:
+    config = suite.build_config(
+        {}, base_model="a.gguf", merged_model="b.gguf", merged_from_lora="l.gguf"
+    )
+    assert config.merged.built_from == Path("l.gguf") and config.merged.lora is None
+
+
+def test_merged_from_lora_needs_a_merged_file() -> None:
+    with pytest.raises(ConfigError, match="--merged-from-lora needs --merged-model"):
+        suite.build_config({}, base_model="a.gguf", lora="l.gguf", merged_from_lora="l.gguf")

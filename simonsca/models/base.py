@@ -96,6 +96,9 @@ class ModelSpec:
     path: Path
     lora: Path | None = None
     origin: str = "given"  # "given" or a sentence saying where a built-in model came from
+    # The LoRA adapter that was merged into ``path``, when known: the suite then checks that
+    # the merged file answers like base + adapter (a merge that lost the update shows here).
+    built_from: Path | None = None
 
     @property
     def label(self) -> str:
