@@ -158,14 +158,7 @@ def run_suite(
     else:
         for side, spec in (("base", config.base), ("merged", config.merged)):
             say(f"simonsca: loading {side} model {spec.label}")
-            model = LlamaCppModel(
-                spec.path,
-                lora_path=spec.lora,
-                n_ctx=config.n_ctx,
-                n_threads=config.n_threads,
-                n_gpu_layers=config.n_gpu_layers,
-                chat_template=config.chat_template,
-            )
+            model = _load(config, spec.path, spec.lora)
             try:
                 for mode in config.prompt_modes:
                     label = run_label(side, mode, config.primary_mode)
@@ -238,20 +231,24 @@ def run_suite(
     )
 
 
+def _load(config: SuiteConfig, path: Path, lora: Path | None) -> LlamaCppModel:
+    return LlamaCppModel(
+        path,
+        lora_path=lora,
+        n_ctx=config.n_ctx,
+        n_threads=config.n_threads,
+        n_gpu_layers=config.n_gpu_layers,
+        chat_template=config.chat_template,
+    )
+
+
 def _check_merge(
     config: SuiteConfig, items: tuple[Item, ...], merged: ModelRun, say: Callable[[str], None]
 ) -> MergeCheck:
     adapter = config.merged.built_from
     assert adapter is not None
     say(f"simonsca: checking the merge -- base + {adapter.name} applied at run time")
-    model = LlamaCppModel(
-        config.base.path,
-        lora_path=adapter,
-        n_ctx=config.n_ctx,
-        n_threads=config.n_threads,
-        n_gpu_layers=config.n_gpu_layers,
-        chat_template=config.chat_template,
-    )
+    model = _load(config, config.base.path, adapter)
     try:
         run = evaluate(
             model,
