@@ -303,9 +303,10 @@ def _compare(args: argparse.Namespace) -> int:
     print(render_terminal_table(result.report))
     if result.report_dir is not None:
         print(f"reports: {result.report_dir}/report.html (summary.md, report.json)")
-    chat_only = any(f.code == "gain-only-in-raw-format" for f in result.findings)
     ok = (
-        result.comparison.verdict is Verdict.IMPROVED and not result.gate_failures and not chat_only
+        result.comparison.verdict is Verdict.IMPROVED
+        and not result.gate_failures
+        and result.gain_lost_in_chat is None
     )
     return 0 if ok else 1
 

@@ -127,6 +127,12 @@ class BaselineComparison:
     beats_baseline: bool  # merged cell-accuracy CI upper bound > best baseline's cell accuracy
     baselines: dict[str, float]  # every trivial baseline's mean cell accuracy
 
+    @property
+    def skill_shown(self) -> bool:
+        """Stricter than ``beats_baseline``: the whole 95% CI lies above the best baseline."""
+        low = self.merged_cell_accuracy.low
+        return low is not None and low > self.best_cell_accuracy
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["merged_cell_accuracy"] = self.merged_cell_accuracy.to_dict()

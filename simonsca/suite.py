@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,9 @@ from simonsca.models.llamacpp import check_gguf
 from simonsca.runner import ModelRun, evaluate
 from simonsca.scoring import ItemScore, score_item
 from simonsca.tasks import Item, PromptMode
+
+#: Finding code: the raw-format gain is not (or hardly) reachable through the chat template.
+GAIN_LOST_IN_CHAT = "gain-only-in-raw-format"
 
 #: Settings read from ``[tool.simonsca]`` (and their command-line twins).
 DEFAULTS: dict[str, Any] = {
@@ -116,6 +119,11 @@ class SuiteResult:
     merge_check: MergeCheck | None = None
 
     @property
+    def gain_lost_in_chat(self) -> Any:
+        """The finding that the gain (mostly) disappears in the chat format, if it was made."""
+        return next((f for f in self.findings if f.code == GAIN_LOST_IN_CHAT), None)
+
+    @property
     def comparison(self) -> Comparison:
         return self.comparisons[self.config.primary_mode]
 
@@ -171,9 +179,7 @@ def run_suite(
     if not same and config.merged.built_from is not None:
         merge_check = _check_merge(config, items, runs["merged"], say)
 
-    baselines = {
-        name: evaluate(cls(), items, cache=False, progress=False) for name, cls in BASELINES.items()
-    }
+    baselines = run_baselines(items)
     scores = {
         label: tuple(score_item(item, p.text) for item, p in zip(items, run.predictions))
         for label, run in {**runs, **baselines}.items()
@@ -277,7 +283,7 @@ def _findings(
         raw_d, chat_d = raw.delta("cell_accuracy"), chat.delta("cell_accuracy")
         found.append(
             Finding(
-                "gain-only-in-raw-format",
+                GAIN_LOST_IN_CHAT,
                 Severity.WARNING,
                 "the finetune's gain is (mostly) lost in the chat format: cell accuracy "
                 f"{_signed_pp(raw_d)} raw, {_signed_pp(chat_d)} chat ({chat.verdict.value})",
@@ -305,6 +311,13 @@ def _findings(
 
 #: The chat-format gain must keep at least this share of the raw gain (cell accuracy).
 CHAT_GAIN_SHARE = 0.5
+
+
+def run_baselines(items: Sequence[Item]) -> dict[str, ModelRun]:
+    """Every trivial baseline (and the oracle) on ``items``: the bar the models are read against."""
+    return {
+        name: evaluate(cls(), items, cache=False, progress=False) for name, cls in BASELINES.items()
+    }
 
 
 def _gain_lost_in_chat(raw: Comparison, chat: Comparison) -> bool:
@@ -350,9 +363,7 @@ def evaluate_one(
             runs[run_label("model", mode, modes[0])] = evaluate(model, items, prompt_mode=mode)
     finally:
         model.close()
-    baselines = {
-        name: evaluate(cls(), items, cache=False, progress=False) for name, cls in BASELINES.items()
-    }
+    baselines = run_baselines(items)
     return items, runs, baselines
 
 

@@ -282,3 +282,21 @@ def test_identical_files(tmp_path):
     assert file_sha256(a) == file_sha256(b) != file_sha256(c)
     with pytest.raises(ModelFileError, match="missing.gguf"):
         identical_files(a, tmp_path / "missing.gguf")
+
+
+def test_skill_needs_the_whole_interval_above_the_best_baseline() -> None:
+    from simonsca.compare import BaselineComparison
+    from simonsca.scoring import Metric
+
+    def comparison(low: float, high: float) -> BaselineComparison:
+        return BaselineComparison(
+            best="all-dead",
+            best_cell_accuracy=0.5,
+            merged_cell_accuracy=Metric("cell_accuracy", (low + high) / 2, low, high, 24),
+            beats_baseline=high > 0.5,
+            baselines={"all-dead": 0.5},
+        )
+
+    assert comparison(0.51, 0.70).skill_shown
+    assert not comparison(0.45, 0.70).skill_shown  # not below the bar, but not shown above it
+    assert not comparison(0.30, 0.45).skill_shown
