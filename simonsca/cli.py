@@ -1,18 +1,64 @@
 """The ``simonsca`` command: generate | prepare | eval | compare | diff | doctor | merge.
 
-Each subcommand is a thin shell over a library function; user mistakes (``SimonscaError``) are
-printed as one line, never as a traceback.
+Each subcommand is a thin shell over a library function. ``eval`` and ``compare`` take every
+setting of :mod:`simonsca.settings` (the options ``pytest evals/`` has, by the same names), and
+``compare`` exits 1 exactly when a check of :mod:`simonsca.checks` failed -- when ``pytest
+evals/`` would fail. A user mistake is one line on stderr and exit status 2, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
-from typing import Any
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
 
-from simonsca import dataset, options
-from simonsca.errors import SimonscaError
+from simonsca import dataset, settings
+from simonsca.errors import ConfigError, SimonscaError
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the full usage is one ``--help`` away)."""
+
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
+        # Python 3.11's argparse drops the value of `--count=--` and hands the handler an empty
+        # list, unchecked by the option's type; say what is missing instead.
+        if arg_strings == ["--"] and action.option_strings and action.nargs is None:
+            self.error(f"argument {'/'.join(action.option_strings)}: expected one argument")
+        return super()._get_values(action, arg_strings)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(
+            EXIT_USAGE, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n"
+        )
+
+
+def _typed(parse: Callable[[Any], Any]) -> Callable[[str], Any]:
+    def convert(value: str) -> Any:
+        try:
+            return parse(value)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
+
+
+def _output_file(value: str) -> Path:
+    if not value.strip():
+        raise argparse.ArgumentTypeError("expected a file name, got ''")
+    path = Path(value)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a folder; give a file name inside it")
+    return path
+
+
+# --------------------------------------------------------------------------- generate, prepare
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -22,8 +68,8 @@ def _generate(args: argparse.Namespace) -> int:
     else:
         start = dataset.EVAL_SEED_START if args.seed_start is None else args.seed_start
         if args.count is None:
-            raise SimonscaError("--split eval needs --count N")
-        items = iter(dataset.eval_items(args.count, start, dataset.families(args.family)))
+            raise ConfigError("--split eval needs --count N")
+        items = dataset.iter_eval_items(args.count, start, dataset.families(args.family))
     n = dataset.write_items(items, args.out, args.format, force=args.force)
     print(f"wrote {n} {args.split} items (seeds from {start}) to {args.out} [{args.format}]")
     return 0
@@ -39,7 +85,9 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _add_output_args(p: argparse.ArgumentParser, default_format: str) -> None:
-    p.add_argument("--out", required=True, help="file to write (refused if it exists)")
+    p.add_argument(
+        "--out", required=True, type=_output_file, help="file to write (refused if it exists)"
+    )
     p.add_argument(
         "--format",
         choices=dataset.FORMATS,
@@ -51,150 +99,64 @@ def _add_output_args(p: argparse.ArgumentParser, default_format: str) -> None:
     p.add_argument("--force", action="store_true", help="replace --out if it already exists")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="simonsca",
-        description="Tell whether an LLM finetune really learned the SimonsCA1 cellular automaton.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+# --------------------------------------------------------------------------- eval, compare
 
-    gen = sub.add_parser(
-        "generate",
-        help="write SimonsCA1 puzzles (training items or held-out eval items)",
-        description="Write deterministic SimonsCA1 items. --split train uses the seed's v5 "
-        "generator (seeds from 0, the very items v5 trained on); --split eval draws held-out "
-        f"items from seeds >= {dataset.EVAL_SEED_START}, checked against every v5 grid.",
-    )
-    gen.add_argument("--split", choices=("train", "eval"), default="train")
-    gen.add_argument(
-        "--count", type=int, help="number of items (train default: the seed's 50,000/10 MiB budget)"
-    )
-    gen.add_argument("--seed-start", type=int, help="first seed (train: 0, eval: 1000000)")
-    gen.add_argument(
-        "--family",
-        default="v5-small",
-        help=f"eval family: {', '.join(sorted(dataset.PRESETS))} (default: v5-small)",
-    )
-    _add_output_args(gen, "jsonl")
-    gen.set_defaults(handler=_generate)
 
-    prep = sub.add_parser(
-        "prepare",
-        help="write the seed's v5 train_data.txt (19,587 items) for llama.cpp finetune",
-        description="Reproduce the seed's prepare_train_data.py: v5 items from seed 0 until "
-        "50,000 items or 10 MiB of JSON (19,587 items).",
-    )
-    _add_output_args(prep, "v5")
-    prep.set_defaults(handler=_prepare)
+def _settings(args: argparse.Namespace) -> settings.Settings:
+    command_line = {o.key: getattr(args, settings.dest(o.key), None) for o in settings.options()}
+    return settings.resolve(command_line, settings.read_pyproject(Path.cwd()))
 
-    ev = sub.add_parser(
-        "eval",
-        help="score one model (optionally + LoRA) on held-out items beside the trivial baselines",
-        description="Evaluate MODEL on held-out SimonsCA1 items and print its scores beside the "
-        "all-dead, copy-input, most-common-count and oracle baselines.",
-    )
-    ev.add_argument("model", metavar="MODEL.gguf")
-    options.add_options(ev.add_argument, options.EVAL_OPTIONS + options.REPORT_OPTIONS)
-    ev.set_defaults(handler=_eval)
 
-    cmp = sub.add_parser(
-        "compare",
-        help="base vs merged on the same held-out items: deltas, CIs, McNemar, verdict",
-        description="The same evaluation as `pytest evals/`: exit status 0 when the verdict is "
-        "improved, every threshold holds and (with --prompt-mode both) the gain survives the "
-        "chat format; 1 otherwise.",
-    )
-    cmp.add_argument("base_model", metavar="BASE.gguf")
-    cmp.add_argument(
-        "merged_model",
-        metavar="MERGED.gguf",
-        nargs="?",
-        help="omit and pass --lora to compare BASE with BASE + adapter",
-    )
-    options.add_options(
-        cmp.add_argument, options.EVAL_OPTIONS + options.GATE_OPTIONS + options.REPORT_OPTIONS
-    )
-    cmp.set_defaults(handler=_compare)
+def _print_result(result: Any) -> None:
+    from simonsca.report.terminal import render_terminal
 
-    diff = sub.add_parser(
-        "diff",
-        help="why nothing changed: GGUF weight diff, or adapter size vs quantisation step",
-        description="simonsca diff BASE MERGED: per-tensor byte identity, quantisation types and "
-        "relative change. simonsca diff BASE --lora ADAPTER: the adapter's update per tensor and "
-        "how much of it survives the base's quantisation. Add --logit-items N to measure the "
-        "next-token KL divergence on N eval prompts (slow: runs both models).",
-    )
-    diff.add_argument("base", metavar="BASE.gguf")
-    diff.add_argument("merged", metavar="MERGED.gguf", nargs="?")
-    diff.add_argument("--lora", metavar="ADAPTER.gguf", help="inspect this adapter against BASE")
-    diff.add_argument(
-        "--merge-type",
-        metavar="TYPE",
-        help="judge the adapter's survival in this type (e.g. Q6_K) instead of BASE's",
-    )
-    diff.add_argument(
-        "--logit-items",
-        type=int,
-        default=0,
-        metavar="N",
-        help="also compare next-token distributions on N eval items",
-    )
-    diff.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    diff.set_defaults(handler=_diff)
+    print(render_terminal(result.record), end="")
+    if result.report_dir is not None:
+        print(f"reports: {result.report_dir}/report.html (summary.md, report.json)")
 
-    doc = sub.add_parser(
-        "doctor",
-        help="check a training file (and log) against the model's tokenizer and context",
-        description="Tokenise every sample of a v5 train_data.txt with the model's own tokenizer: "
-        "samples over the context, how much of the answer is cut off, whether the sample-start "
-        "marker is a special token, duplicates, overlap with the eval set; with --train-log, "
-        "how far training got.",
-    )
-    doc.add_argument("--train-data", required=True, metavar="FILE")
-    doc.add_argument("--model", required=True, metavar="BASE.gguf", help="whose tokenizer to use")
-    doc.add_argument(
-        "--ctx", type=int, default=512, metavar="N", help="training context (default 512)"
-    )
-    doc.add_argument(
-        "--sample-start", default="<s>", metavar="S", help="sample-start marker (default <s>)"
-    )
-    doc.add_argument("--train-log", metavar="FILE", help="llama.cpp finetune log to read")
-    doc.add_argument(
-        "--merge-base",
-        metavar="BASE.gguf",
-        help="the GGUF the adapter was merged into: checked against the log's "
-        "training base (quantisation types)",
-    )
-    doc.add_argument(
-        "--eval-size",
-        type=int,
-        default=200,
-        metavar="N",
-        help="eval items to check for overlap (default 200)",
-    )
-    doc.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    doc.set_defaults(handler=_doctor)
 
-    mrg = sub.add_parser(
-        "merge",
-        help="apply a LoRA adapter GGUF to a base GGUF and write a merged GGUF",
-        description="Merged tensors are written as F16 (or --requantize TYPE, with a warning when "
-        "that would erase the update); everything else is copied byte for byte.",
-    )
-    mrg.add_argument("base", metavar="BASE.gguf")
-    mrg.add_argument("adapter", metavar="ADAPTER.gguf")
-    mrg.add_argument("out", metavar="OUT.gguf")
-    mrg.add_argument("--requantize", metavar="TYPE", help="Q8_0, Q4_0, Q5_0, ... (default F16)")
-    mrg.add_argument("--force", action="store_true", help="replace OUT if it exists")
-    mrg.set_defaults(handler=_merge)
-    return parser
+def _eval(args: argparse.Namespace) -> int:
+    from simonsca.suite import run_suite
+
+    chosen = _settings(args)
+    if chosen.base_model or chosen.merged_model or chosen.merged_from_lora:
+        raise ConfigError("simonsca eval takes one MODEL; use simonsca compare for two")
+    _print_result(run_suite(chosen, single=args.model))
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from simonsca.suite import run_suite
+
+    for positional, flag in ((args.base, "base_model"), (args.merged, "merged_model")):
+        if positional is None:
+            continue
+        given = getattr(args, settings.dest(flag))
+        if given is not None and given != positional:
+            raise ConfigError(
+                f"{positional} and --{flag.replace('_', '-')} {given} name two different models"
+            )
+        setattr(args, settings.dest(flag), positional)
+    result = run_suite(_settings(args))
+    _print_result(result)
+    return 0 if result.record.passed else EXIT_FAILED
+
+
+# --------------------------------------------------------------------------- diff, doctor, merge
 
 
 def _diff(args: argparse.Namespace) -> int:
     from simonsca import forensics
 
     if (args.merged is None) == (args.lora is None):
-        raise SimonscaError("give either MERGED.gguf or --lora ADAPTER.gguf (one of the two)")
+        raise ConfigError("give either MERGED.gguf or --lora ADAPTER.gguf (one of the two)")
+    if args.merge_type is not None:
+        from simonsca.forensics.resolution import qtype_of
+
+        try:
+            qtype_of(args.merge_type)
+        except ValueError as error:
+            raise ConfigError(f"--merge-type: {error} (e.g. Q8_0, Q6_K, Q4_K, F16)") from None
     findings: list[Any] = []
     reports: dict[str, Any] = {}
     if args.merged is not None:
@@ -213,10 +175,9 @@ def _diff(args: argparse.Namespace) -> int:
         from simonsca.forensics.logit import logit_effect
 
         items = dataset.eval_items(args.logit_items)
-        other = args.merged or args.base
         effect = logit_effect(
             args.base,
-            other,
+            args.merged or args.base,
             [(i.prompt, i.output) for i in items],
             lora_b=args.lora,
         )
@@ -266,62 +227,211 @@ def _merge(args: argparse.Namespace) -> int:
     return 0
 
 
-def _settings(args: argparse.Namespace, tables: tuple[options.Option, ...]) -> dict[str, Any]:
-    from pathlib import Path
-
-    from simonsca.suite import read_pyproject_settings
-
-    overrides = {key: getattr(args, key) for _, key, _ in tables}
-    return {
-        **read_pyproject_settings(Path.cwd()),
-        **{k: v for k, v in overrides.items() if v is not None},
-    }
+# --------------------------------------------------------------------------- the parser
 
 
-def _eval(args: argparse.Namespace) -> int:
-    from simonsca.report import build_report, render_terminal_table, write_reports
-    from simonsca.suite import evaluate_one
-
-    settings = _settings(args, options.EVAL_OPTIONS + options.REPORT_OPTIONS)
-    items, runs, baselines = evaluate_one(args.model, settings)
-    report = build_report(items, runs, baselines=baselines)
-    print(render_terminal_table(report))
-    out = write_reports(report, settings.get("reports_dir") or "reports")
-    print(f"reports: {out}/report.html (summary.md, report.json)")
-    return 0
-
-
-def _compare(args: argparse.Namespace) -> int:
-    from simonsca.compare import Verdict
-    from simonsca.report import render_terminal_table
-    from simonsca.suite import build_config, run_suite
-
-    settings = _settings(args, options.EVAL_OPTIONS + options.GATE_OPTIONS + options.REPORT_OPTIONS)
-    settings.update(base_model=args.base_model, merged_model=args.merged_model)
-    result = run_suite(build_config(settings))
-    print(f"compared: {result.config.describe()}")
-    print(render_terminal_table(result.report))
-    if result.report_dir is not None:
-        print(f"reports: {result.report_dir}/report.html (summary.md, report.json)")
-    ok = (
-        result.comparison.verdict is Verdict.IMPROVED
-        and not result.gate_failures
-        and result.gain_lost_in_chat is None
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="simonsca",
+        description="Tell whether an LLM finetune really learned the SimonsCA1 cellular automaton.",
     )
-    return 0 if ok else 1
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
+    count = _typed(settings.integer(1, 10_000_000))
+    seed = _typed(settings.integer(0, settings.EVAL_SEED_END))
+
+    gen = sub.add_parser(
+        "generate",
+        help="write SimonsCA1 puzzles (training items or held-out eval items)",
+        description="Write deterministic SimonsCA1 items. --split train uses the seed's v5 "
+        "generator (seeds from 0, the very items v5 trained on); --split eval draws held-out "
+        f"items from seeds >= {dataset.EVAL_SEED_START}, checked against every v5 grid.",
+    )
+    gen.add_argument("--split", choices=("train", "eval"), default="train")
+    gen.add_argument(
+        "--count",
+        type=count,
+        help="number of items (train default: the seed's 50,000/10 MiB budget)",
+    )
+    gen.add_argument("--seed-start", type=seed, help="first seed (train: 0, eval: 1000000)")
+    gen.add_argument(
+        "--family",
+        default="v5-small",
+        choices=sorted(dataset.PRESETS),
+        help="eval family (default: v5-small)",
+    )
+    _add_output_args(gen, "jsonl")
+    gen.set_defaults(handler=_generate)
+
+    prep = sub.add_parser(
+        "prepare",
+        help="write the seed's v5 train_data.txt (19,587 items) for llama.cpp finetune",
+        description="Reproduce the seed's prepare_train_data.py: v5 items from seed 0 until "
+        "50,000 items or 10 MiB of JSON (19,587 items).",
+    )
+    _add_output_args(prep, "v5")
+    prep.set_defaults(handler=_prepare)
+
+    run_groups: tuple[settings.Group, ...] = ("items", "backend", "checks", "output")
+    cache_note = (
+        "Answers are cached in $SIMONSCA_CACHE/completions.sqlite3 (default: "
+        "~/.cache/simonsca/completions.sqlite3); --no-cache neither reads nor writes it. A cache "
+        "file that is damaged is moved aside (never deleted) and started afresh."
+    )
+    ev = sub.add_parser(
+        "eval",
+        help="score one model (optionally + LoRA) on held-out items beside the trivial baselines",
+        description="Evaluate MODEL (a GGUF file or a server URL) on held-out SimonsCA1 items "
+        "and print its scores beside the all-dead, copy-input, most-common-count and oracle "
+        "baselines.",
+        epilog=cache_note,
+    )
+    ev.add_argument("model", metavar="MODEL", help="a .gguf file or a server URL")
+    ev.add_argument(
+        "--lora",
+        dest=settings.dest("lora"),
+        metavar="GGUF",
+        help="LoRA adapter GGUF applied at load",
+    )
+    settings.add_options(ev.add_argument, run_groups, plugin=False)
+    ev.set_defaults(handler=_eval)
+
+    cmp = sub.add_parser(
+        "compare",
+        help="base vs merged on the same held-out items: deltas, CIs, tests, verdict, checks",
+        description="The same evaluation as `pytest evals/`, with the same options: exit status "
+        "0 when every check passes, 1 when one fails (exactly when `pytest evals/` fails), 2 on "
+        "a usage error.",
+        epilog=cache_note,
+    )
+    cmp.add_argument("base", metavar="BASE", nargs="?", help="base .gguf or server URL")
+    cmp.add_argument(
+        "merged",
+        metavar="MERGED",
+        nargs="?",
+        help="merged .gguf or server URL; omit and pass --lora to compare BASE with BASE + adapter",
+    )
+    settings.add_options(cmp.add_argument, ("models", *run_groups), plugin=False)
+    cmp.set_defaults(handler=_compare)
+
+    diff = sub.add_parser(
+        "diff",
+        help="why nothing changed: GGUF weight diff, or adapter size vs quantisation step",
+        description="simonsca diff BASE MERGED: per-tensor byte identity, quantisation types and "
+        "relative change. simonsca diff BASE --lora ADAPTER: the adapter's update per tensor and "
+        "how much of it survives the base's quantisation. Add --logit-items N to measure the "
+        "next-token KL divergence on N eval prompts (slow: runs both models).",
+    )
+    diff.add_argument("base", metavar="BASE.gguf")
+    diff.add_argument("merged", metavar="MERGED.gguf", nargs="?")
+    diff.add_argument("--lora", metavar="ADAPTER.gguf", help="inspect this adapter against BASE")
+    diff.add_argument(
+        "--merge-type",
+        metavar="TYPE",
+        help="judge the adapter's survival in this type (e.g. Q6_K) instead of BASE's",
+    )
+    diff.add_argument(
+        "--logit-items",
+        type=_typed(settings.integer(0, 10_000)),
+        default=0,
+        metavar="N",
+        help="also compare next-token distributions on N eval items",
+    )
+    diff.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    diff.set_defaults(handler=_diff)
+
+    doc = sub.add_parser(
+        "doctor",
+        help="check a training file (and log) against the model's tokenizer and context",
+        description="Tokenise every sample of a v5 train_data.txt with the model's own tokenizer: "
+        "samples over the context, how much of the answer is cut off, whether the sample-start "
+        "marker is a special token, duplicates, overlap with the eval set; with --train-log, "
+        "how far training got.",
+    )
+    doc.add_argument("--train-data", required=True, metavar="FILE")
+    doc.add_argument("--model", required=True, metavar="BASE.gguf", help="whose tokenizer to use")
+    doc.add_argument(
+        "--ctx",
+        type=_typed(settings.integer(16, 1 << 22)),
+        default=512,
+        metavar="N",
+        help="training context (default 512)",
+    )
+    doc.add_argument(
+        "--sample-start", default="<s>", metavar="S", help="sample-start marker (default <s>)"
+    )
+    doc.add_argument("--train-log", metavar="FILE", help="llama.cpp finetune log to read")
+    doc.add_argument(
+        "--merge-base",
+        metavar="BASE.gguf",
+        help="the GGUF the adapter was merged into: checked against the log's "
+        "training base (quantisation types)",
+    )
+    doc.add_argument(
+        "--eval-size",
+        type=_typed(settings.integer(0, settings.MAX_ITEMS)),
+        default=200,
+        metavar="N",
+        help="eval items to check for overlap (default 200)",
+    )
+    doc.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    doc.set_defaults(handler=_doctor)
+
+    mrg = sub.add_parser(
+        "merge",
+        help="apply a LoRA adapter GGUF to a base GGUF and write a merged GGUF",
+        description="Merged tensors are written as F16 (or --requantize TYPE, with a warning when "
+        "that would erase the update); everything else is copied byte for byte.",
+    )
+    mrg.add_argument("base", metavar="BASE.gguf")
+    mrg.add_argument("adapter", metavar="ADAPTER.gguf")
+    mrg.add_argument("out", metavar="OUT.gguf", type=_output_file)
+    mrg.add_argument("--requantize", metavar="TYPE", help="Q8_0, Q4_0, Q5_0, ... (default F16)")
+    mrg.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    mrg.set_defaults(handler=_merge)
+    return parser
+
+
+def _one_line(text: object) -> str:
+    """A message as one line: a line break inside (a file name can hold one) is shown as ``\\n``."""
+    return str(text).replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _say_warnings(command: str) -> Callable[..., None]:
+    """Python warnings (an update erased by re-quantising, ...) as one line each, not the usual
+    ``file:line: Category: message`` plus a line of simonsca's source."""
+
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        print(f"simonsca {command}: warning: {_one_line(message)}", file=sys.stderr)
+
+    return show
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.handler(args))
+        with warnings.catch_warnings():
+            warnings.showwarning = _say_warnings(args.command)
+            return int(args.handler(args))
     except SimonscaError as error:
-        print(f"simonsca {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        print(f"simonsca {args.command}: error: {_one_line(error)}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"simonsca {args.command}: interrupted", file=sys.stderr)
+        print(
+            f"simonsca {args.command}: interrupted (finished answers are kept in the cache)",
+            file=sys.stderr,
+        )
         return 130
+    except OSError as error:  # a disk that fills or a file that vanished under us
+        where = f" ({error.filename})" if getattr(error, "filename", None) else ""
+        print(
+            f"simonsca {args.command}: error: {_one_line(error.strerror or error)}"
+            f"{_one_line(where)}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -16,7 +16,13 @@ around cells, a trailing cell separator at the end of rows, a ``` fence, text be
 the first line that is not a row, or at an echoed ``# Input`` / ``SimonsCA1`` line). What it does
 not forgive (each is a reason): no grid, ragged rows, unknown symbols, empty cells, a different
 cell separator. Shapes are never checked here -- a grid with missing or extra rows is returned as
-found; ``expected_shape`` only chooses between readings of ambiguous text.
+found; ``expected_shape`` only chooses between readings of ambiguous text. Notes describe the
+answer, never the text after it: a fence inside ignored trailing text is not noted.
+
+:func:`parse_answer` reads at most :func:`answer_limit` characters (8x the right answer + 2,000),
+so 10 MB of model output costs milliseconds; a cut that might have changed the reading is noted
+(``answer cut at N characters ...``). :func:`parse_is_final` says when no further text can
+change a parse -- the early stop of generation (:mod:`simonsca.early_stop`) is built on it.
 """
 
 from __future__ import annotations
@@ -34,11 +40,16 @@ if TYPE_CHECKING:
     from simonsca.tasks import Item
 
 __all__ = [
+    "ANSWER_LENGTH_FACTOR",
+    "ANSWER_LENGTH_MARGIN",
+    "NOTE_CUT",
     "ParsedAnswer",
+    "answer_limit",
     "parse_answer",
     "parse_counts",
     "parse_grid",
     "parse_input_grid",
+    "parse_is_final",
     "render_counts",
     "render_grid",
 ]
@@ -54,6 +65,13 @@ NOTE_TRAILING_SEP = "ignored a cell separator at the end of a row"
 NOTE_BLANK_LINE_ROWS = "rows separated by blank lines"
 NOTE_TEXT_BEFORE_JSON = "ignored text before the JSON"
 NOTE_TEXT_AFTER_JSON = "ignored text after the JSON"
+#: Start of the note left when :func:`parse_answer` cut an over-long text that might have read
+#: differently whole: ``answer cut at N characters (M times longer than a right answer)``.
+NOTE_CUT = "answer cut at"
+
+#: :func:`parse_answer` reads at most ANSWER_LENGTH_FACTOR x the right answer + the margin.
+ANSWER_LENGTH_FACTOR = 8
+ANSWER_LENGTH_MARGIN = 2000
 
 # Lines that start a new prompt: a model that echoes one has finished its answer.
 _ECHO_MARKERS = ("# Input", "SimonsCA1", "<s>")
@@ -165,12 +183,83 @@ def parse_input_grid(text: str, symbols: Symbols) -> np.ndarray:
 # Tolerant parsing (model answers)
 
 
+def answer_limit(item: Item) -> int:
+    """How many characters of a completion :func:`parse_answer` reads for ``item``.
+
+    ``ANSWER_LENGTH_FACTOR`` times the right answer's length plus ``ANSWER_LENGTH_MARGIN``: room
+    for every irregularity the parsers tolerate (spaces around cells, CRLF or double-spaced rows,
+    pretty-printed JSON, a fence, a paragraph before the grid), far above what the runner's
+    token budget (1.5x the answer's tokens + 16) lets a model write.
+    """
+    return ANSWER_LENGTH_FACTOR * len(item.output) + ANSWER_LENGTH_MARGIN
+
+
 def parse_answer(text: str, item: Item) -> ParsedAnswer:
-    """Parse a model's completion for ``item``: a next-generation grid or neighbour counts."""
+    """Parse a model's completion for ``item``: a next-generation grid or neighbour counts.
+
+    Costs O(:func:`answer_limit`) whatever the length of ``text``: a longer text is cut (at its
+    last line break before the limit, or at the limit when that would drop more than half) and
+    the rest is never read. When the text before the cut already settles the parse (see
+    :func:`parse_is_final`) the cut changes nothing and leaves no trace; otherwise the result
+    carries the note ``answer cut at N characters (M times longer than a right answer)``.
+    Never raises.
+    """
+    try:
+        limit = answer_limit(item)
+        if len(text) <= limit:
+            return _parse_item(text, item)
+        head = text[: _cut_point(text, limit)]
+        parsed = _parse_item(head, item)
+        if _settled(head, item) is not None:
+            return parsed  # nothing after the cut could have changed the parse
+        ratio = len(head) / max(1, len(item.output))
+        note = f"{NOTE_CUT} {len(head)} characters ({ratio:.0f} times longer than a right answer)"
+        return replace(parsed, notes=(*parsed.notes, note))
+    except Exception as error:  # noqa: BLE001 -- a grader must survive anything
+        return ParsedAnswer.failure(f"internal parser error: {type(error).__name__}: {error}")
+
+
+def parse_is_final(text: str, item: Item) -> str | None:
+    """Why nothing appended to ``text`` can change ``parse_answer(text, item)``, or None.
+
+    A non-None answer is a promise: ``parse_answer(text + more, item) == parse_answer(text,
+    item)`` (same value, reason and notes) for every ``more``. Reasons:
+
+    * ``echoed prompt line`` -- a complete ``# Input`` / ``SimonsCA1`` / ``<s>`` line ends the
+      region every reading looks at;
+    * ``text after the grid`` -- the grid's rows are followed by a complete non-row line (in
+      their block, or in a later block: no double-spaced rows can be joined any more), or a
+      later block has begun after a grid of exactly the expected shape; when the grid itself
+      fails, every other cell separator's reading must be settled too (it could rename the
+      failure ``wrong cell separator``);
+    * ``text after the JSON`` -- the count JSON has closed and a complete line of text follows
+      it (without that line, "ignored text after the JSON" could still be added);
+    * ``rows of cells before any JSON`` -- two complete lines of cells where counts were asked
+      for: the answer is read as a grid ("not JSON: found rows of cells"), whatever follows;
+    * ``past the parse limit`` -- longer than :func:`answer_limit`: nothing more is read.
+
+    None means "may still change", not that it will. Only complete lines (ended by a line break)
+    count, so that the cut of a longer text (which may drop an unfinished line) keeps the promise.
+    """
+    if len(text) > answer_limit(item):
+        return "past the parse limit"
+    try:
+        return _settled(text, item)
+    except Exception:  # noqa: BLE001 -- unsure means "may still change"
+        return None
+
+
+def _parse_item(text: str, item: Item) -> ParsedAnswer:
     expected_shape = tuple(int(side) for side in item.expected.shape)
     if item.task == Task.COUNT:
         return parse_counts(text, expected_shape=expected_shape)
     return parse_grid(text, item.symbols, expected_shape=expected_shape)
+
+
+def _cut_point(text: str, limit: int) -> int:
+    """Where to cut a text longer than ``limit``: after whole lines when lines are short."""
+    after_newline = text.rfind("\n", 0, limit) + 1
+    return after_newline if after_newline >= limit // 2 else limit
 
 
 def parse_grid(
@@ -231,8 +320,13 @@ class _Layout:
     """The answer region cut into blocks of non-blank, non-fence lines."""
 
     blocks: tuple[tuple[str, ...], ...]
-    fenced: bool  # a ``` line was dropped
+    # fences[i]: a ``` line was dropped before block i; fences[-1]: anywhere in the region.
+    fences: tuple[bool, ...]
     echoed: bool  # the region ended at an echoed prompt line
+
+    @property
+    def fenced(self) -> bool:
+        return self.fences[-1]
 
 
 def _parse_grid(
@@ -269,7 +363,6 @@ def _parse_grid(
 
 def _read_grid(text: str, symbols: Symbols, expected_shape: tuple[int, ...] | None) -> ParsedAnswer:
     layout = _layout(text, symbols)
-    notes: list[str] = [NOTE_FENCE] if layout.fenced else []
 
     # The answer is the first block holding a row; within it, the run of rows from the first one.
     for block_index, block in enumerate(layout.blocks):
@@ -278,17 +371,29 @@ def _read_grid(text: str, symbols: Symbols, expected_shape: tuple[int, ...] | No
         if start is not None:
             break
     else:
-        return ParsedAnswer.failure("no grid found", tuple(notes))
+        return ParsedAnswer.failure("no grid found", (NOTE_FENCE,) if layout.fenced else ())
     end = start
     while end < len(rows) and rows[end].row_like:
         end += 1
     run = rows[start:end]
 
+    # A fence is noted when it comes before the text that follows the grid: a fence inside that
+    # ignored text is ignored with it (so text the parser ignores never changes its notes).
+    def fence_notes(last_block: int, run_ends_block: bool) -> list[str]:
+        return [NOTE_FENCE] if layout.fences[last_block + int(run_ends_block)] else []
+
+    notes: list[str] = []
     if start > 0 or block_index > 0:
         notes.append(NOTE_TEXT_BEFORE_GRID)
     later_blocks = layout.blocks[block_index + 1 :]
     after = end < len(rows) or bool(later_blocks) or layout.echoed
-    parsed = _grid_from_rows(run, symbols, notes + ([NOTE_TEXT_AFTER_GRID] if after else []))
+    parsed = _grid_from_rows(
+        run,
+        symbols,
+        fence_notes(block_index, end == len(rows))
+        + notes
+        + ([NOTE_TEXT_AFTER_GRID] if after else []),
+    )
 
     # Chat models sometimes double-space rows; accept that reading only when it alone gives the
     # expected shape.
@@ -312,7 +417,10 @@ def _read_grid(text: str, symbols: Symbols, expected_shape: tuple[int, ...] | No
             spaced = _grid_from_rows(
                 spaced_run,
                 symbols,
-                notes + [NOTE_BLANK_LINE_ROWS] + ([NOTE_TEXT_AFTER_GRID] if rest else []),
+                fence_notes(block_index + taken, True)
+                + notes
+                + [NOTE_BLANK_LINE_ROWS]
+                + ([NOTE_TEXT_AFTER_GRID] if rest else []),
             )
             if spaced.ok and spaced.shape == tuple(expected_shape):
                 return spaced
@@ -326,45 +434,59 @@ def _grid_from_rows(rows: list[_Row], symbols: Symbols, notes: list[str]) -> Par
         notes = notes + [NOTE_TRAILING_SEP]
     width = len(rows[0].cells)
     for row_number, row in enumerate(rows, start=1):
-        for column, cell in enumerate(row.cells, start=1):
-            if cell == "":
-                return ParsedAnswer.failure(
-                    f"empty cell at row {row_number}, column {column}", tuple(notes)
-                )
-            if cell not in (symbols.live, symbols.dead):
-                return ParsedAnswer.failure(
-                    f"unknown symbol {_show(cell)} at row {row_number}, column {column}",
-                    tuple(notes),
-                )
-        if len(row.cells) != width:
-            return ParsedAnswer.failure(
-                _ragged(row_number, len(row.cells), width),
-                tuple(notes),
-            )
+        problem = _row_problem(row, row_number, width, symbols)
+        if problem is not None:
+            return ParsedAnswer.failure(problem, tuple(notes))
     grid = np.array([[cell == symbols.live for cell in row.cells] for row in rows], dtype=bool)
     return ParsedAnswer.success(grid, tuple(notes))
 
 
+def _row_problem(row: _Row, row_number: int, width: int, symbols: Symbols) -> str | None:
+    """Why row ``row_number`` of a grid ``width`` cells wide cannot be read (None: it can)."""
+    for column, cell in enumerate(row.cells, start=1):
+        if cell == "":
+            return f"empty cell at row {row_number}, column {column}"
+        if cell not in (symbols.live, symbols.dead):
+            return f"unknown symbol {_show(cell)} at row {row_number}, column {column}"
+    if len(row.cells) != width:
+        return _ragged(row_number, len(row.cells), width)
+    return None
+
+
 def _layout(text: str, symbols: Symbols) -> _Layout:
     blocks: list[tuple[str, ...]] = []
+    fences: list[bool] = []
     current: list[str] = []
     fenced = echoed = False
     for line in text.split("\n"):
-        stripped = line.strip()
-        is_fence = stripped.startswith(_FENCE_MARKERS) and not _is_valid_row(line, symbols)
-        if not stripped or is_fence:
-            fenced = fenced or is_fence
+        kind = _line_kind(line, symbols)
+        if kind in ("blank", "fence"):
+            fenced = fenced or kind == "fence"
             if current:
                 blocks.append(tuple(current))
                 current = []
             continue
-        if stripped.startswith(_ECHO_MARKERS) and not _is_valid_row(line, symbols):
+        if kind == "echo":
             echoed = True
             break
+        if not current:
+            fences.append(fenced)
         current.append(line)
     if current:
         blocks.append(tuple(current))
-    return _Layout(tuple(blocks), fenced, echoed)
+    return _Layout(tuple(blocks), (*fences, fenced), echoed)
+
+
+def _line_kind(line: str, symbols: Symbols) -> str:
+    """How :func:`_layout` reads one line: ``blank``, ``fence``, ``echo`` or ``text``."""
+    stripped = line.strip()
+    if not stripped:
+        return "blank"
+    if stripped.startswith(_FENCE_MARKERS) and not _is_valid_row(line, symbols):
+        return "fence"
+    if stripped.startswith(_ECHO_MARKERS) and not _is_valid_row(line, symbols):
+        return "echo"
+    return "text"
 
 
 def _split_row(line: str, symbols: Symbols) -> _Row:
@@ -425,12 +547,14 @@ def _parse_counts(text: str) -> ParsedAnswer:
     region, echoed = _cut_at_echo(text)
     notes: list[str] = []
     start = region.find("[")
+    before = region if start < 0 else region[:start]
+    first_line = next((line for line in region.split("\n") if line.strip()), "")
+    # Two lines of cells before any JSON are a grid: the model answered in the grid format, and
+    # JSON written after its answer is not read (as text after a grid is not).
+    cell_lines = sum(_looks_like_cells(line) for line in before.split("\n"))
+    if cell_lines >= 2 or (start < 0 and _looks_like_cells(first_line)):
+        return ParsedAnswer.failure("not JSON: found rows of cells instead of a JSON list of rows")
     if start < 0:
-        first_line = next((line for line in region.split("\n") if line.strip()), "")
-        if _looks_like_cells(first_line):
-            return ParsedAnswer.failure(
-                "not JSON: found rows of cells instead of a JSON list of rows"
-            )
         try:
             value, _ = json.JSONDecoder().raw_decode(region.strip())
         except (ValueError, RecursionError):
@@ -443,7 +567,6 @@ def _parse_counts(text: str) -> ParsedAnswer:
             pass
         else:
             return ParsedAnswer.failure(f"not a list of rows: the answer is {_json_kind(value)}")
-    before = region[:start]
     if any(line.strip().startswith(_FENCE_MARKERS) for line in before.split("\n")):
         notes.append(NOTE_FENCE)
     if any(
@@ -529,6 +652,133 @@ def _json_kind(value: Any) -> str:
     if value is None or isinstance(value, bool):
         return _show_json(value)
     return f"the number {_show_json(value)}"
+
+
+# --------------------------------------------------------------------------------------------
+# Settled prefixes: when no continuation can change the parse (parse_is_final, the cut note and
+# simonsca.early_stop rely on these being sound; they may be incomplete)
+
+
+class _GridScan:
+    """Follows one reading of :func:`_read_grid` (one set of symbols) line by line.
+
+    ``phase``: ``before`` the first row; in the ``run`` of rows; in a ``gap`` (a blank or fence
+    line ended the run's block); in a ``later`` block whose lines so far are rows (blocks of rows
+    after the gap may still be joined as double-spaced rows); ``after`` (a complete non-row line
+    followed the run: nothing more can be joined) or ``echo`` (an echoed prompt line ended the
+    region). ``failure`` is the first reason the run's rows cannot form a grid; once set it stays.
+    """
+
+    def __init__(self, symbols: Symbols, expected_shape: tuple[int, ...] | None = None) -> None:
+        self.symbols = symbols
+        self.expected_shape = expected_shape
+        self.phase = "before"
+        self.rows = 0
+        self.width: int | None = None
+        self.failure: str | None = None
+        self.later = False  # a block began after the run's block
+
+    @property
+    def fixed(self) -> bool:
+        """Nothing that follows can change what this reading returns."""
+        if self.phase in ("after", "echo"):
+            return True
+        # A later block exists and the run is the expected grid: no double-spaced reading is
+        # tried, and the notes (text after, fences before that block) are known.
+        return (
+            self.later
+            and self.failure is None
+            and (self.rows, self.width) == tuple(self.expected_shape or ())
+        )
+
+    def feed(self, line: str) -> None:
+        """Read one complete line (newlines already normalised, without its line break)."""
+        if self.phase in ("after", "echo"):
+            return
+        kind = _line_kind(line, self.symbols)
+        if kind == "echo":
+            self.phase = "echo"
+            return
+        if kind != "text":
+            if self.phase in ("run", "later"):
+                self.phase = "gap"
+            return
+        row = _split_row(line, self.symbols)
+        if self.phase in ("before", "run"):
+            if row.row_like:
+                self.phase = "run"
+                self.rows += 1
+                if self.width is None:
+                    self.width = len(row.cells)
+                if self.failure is None:
+                    self.failure = _row_problem(row, self.rows, self.width, self.symbols)
+            elif self.phase == "run":
+                self.phase = "after"
+        elif self.phase in ("gap", "later"):
+            self.later = True
+            # A non-row line ends the blocks of rows a double-spaced reading could join.
+            self.phase = "later" if row.row_like else "after"
+
+
+def _complete_lines(text: str) -> list[str]:
+    """The lines of ``text`` that a line break has ended (newlines normalised)."""
+    return _normalise_newlines(text, "\n").split("\n")[:-1]
+
+
+def _settled(text: str, item: Item) -> str | None:
+    if item.task == Task.COUNT:
+        return _counts_settled(text)
+    return _grid_settled(text, item.symbols, tuple(int(n) for n in item.expected.shape))
+
+
+def _grid_settled(
+    text: str, symbols: Symbols, expected_shape: tuple[int, ...] | None
+) -> str | None:
+    if symbols.row_sep != "\n":
+        return None  # rows split by another separator: no line-level promise
+    lines = _complete_lines(text)
+    readings = [symbols] + [
+        replace(symbols, cell_sep=other)
+        for other in _OTHER_CELL_SEPS
+        if not _same_separator(other, symbols.cell_sep)
+        and _symbols_usable(replace(symbols, cell_sep=other))
+    ]
+    scans = [_GridScan(reading, expected_shape) for reading in readings]
+    for line in lines:
+        for scan in scans:
+            scan.feed(line)
+    first = scans[0]
+    if not first.fixed:
+        return None
+    # A grid read with the expected symbols is final; a failure may still be renamed by another
+    # separator's reading ("wrong cell separator"), so every reading must be fixed too.
+    if (first.rows == 0 or first.failure is not None) and not all(s.fixed for s in scans):
+        return None
+    return "echoed prompt line" if first.phase == "echo" else "text after the grid"
+
+
+def _counts_settled(text: str) -> str | None:
+    lines = _complete_lines(text)
+    if any(line.strip().startswith(_ECHO_MARKERS) for line in lines):
+        return "echoed prompt line"  # _cut_at_echo: nothing from there on is read
+    region = "".join(line + "\n" for line in lines)
+    start = region.find("[")
+    before = region if start < 0 else region[:start]
+    if sum(_looks_like_cells(line) for line in before.split("\n")) >= 2:
+        return "rows of cells before any JSON"  # read as a grid, whatever follows
+    first = _first_text_line(region)
+    if start < 0 or not first or first.startswith("{"):
+        return None
+    try:
+        _, length = json.JSONDecoder().raw_decode(region[start:])
+    except (ValueError, RecursionError):
+        return None  # not closed yet (or an error a continuation might still turn around)
+    after = region[start + length :]
+    if any(
+        line.strip() and not line.strip().startswith(_FENCE_MARKERS) for line in after.split("\n")
+    ):
+        return "text after the JSON"
+    return None
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,72 +1,82 @@
 """Paired base-vs-merged statistics and the verdict.
 
-Both models answer the same items, so every statistic here is *paired* by item seed:
+Both models answer the same items, so every statistic here is *paired* by item seed: deltas are
+merged minus base with a paired percentile bootstrap CI (the same resampled items for both; fixed
+seed); exact match (and greedy-consistent exact) get an exact McNemar test; the answer NLL a
+Wilcoxon signed-rank test.
 
-* :class:`Delta` -- merged minus base for each metric, with a paired percentile bootstrap CI
-  (the same resampled items for both models; fixed seed, 2000 resamples by default).
-* :class:`McNemar` -- exact McNemar test on exact-match: ``b`` items only base got right, ``c``
-  items only merged got right; two-sided exact binomial on the ``b + c`` discordant pairs
-  (``p = min(1, 2 * P[X <= min(b, c)])``, ``X ~ Bin(b + c, 1/2)``); ``p = 1`` when there are none.
+The verdict, at ``alpha`` (0.05 unless configured):
 
-Decision rule (:func:`compare_scores`), at ``alpha = 0.05``:
+1. ``IDENTICAL`` -- the model files are byte-identical (decided by the suite; nothing is run).
+2. ``INERT`` -- the files differ but every answer is the base's, and (when teacher-forced scoring
+   ran) the answer NLL is shown to have moved no more than numerical noise does: the CI of its
+   mean change lies inside +- the noise floor (the largest per-item change that scoring the base
+   again with another grouping of tokens into decode calls produces). Where answers differ, they
+   count as the base's when the base's answer is within the per-token noise floor of the
+   merged model's top choices at every token (a near-tie flipped). The update is too small to
+   matter.
+3. A *significant gain* in generation: the cell-accuracy CI lies entirely above 0, or McNemar
+   ``p < alpha`` with more merged-only exact answers. A *significant loss* is the mirror image.
+   In teacher-forced scoring: the teacher-forced cell-accuracy CI above 0, or the NLL CI below 0
+   with signed-rank ``p < alpha`` (losses mirrored).
+4. ``REGRESSED`` on any significant loss (the headline says "mixed" when there is a gain too: a
+   gate must not let a trade-off through silently); ``IMPROVED`` on a gain and no loss;
+   ``NO_EFFECT`` otherwise. The verdict is decided by generation when it ran, else by teacher
+   forcing.
+5. When the answers show no effect (``INERT`` excluded) but the right answers became
+   significantly more (or less) likely beyond the noise floor, the headline says so: "learning
+   under the surface".
 
-1. IDENTICAL -- every answer text is byte-identical to base's (or the caller says the model files
-   are byte-identical, see :func:`identical_files`). Nothing else is needed to decide.
-2. A *significant gain* is either: the paired-bootstrap CI of the cell-accuracy delta lies
-   entirely above 0, or McNemar ``p < alpha`` with more merged-only exact answers (``c > b``).
-   A *significant loss* is the mirror image (CI entirely below 0; ``p < alpha`` with ``b > c``).
-   Exact match is judged by McNemar only, not by its bootstrap CI (which is still reported): with
-   the usual 24-200 items and few discordant pairs the percentile bootstrap of a 0/1 difference
-   is too optimistic (5 wins, 0 losses out of 6 items gives a CI excluding 0, while the exact
-   test gives p = 0.0625).
-3. REGRESSED if there is any significant loss (also when there is a gain on the other measure: a
-   gate must not let a trade-off through silently; the headline says "mixed"). IMPROVED if there
-   is a gain and no loss. NO_EFFECT otherwise (the answers differ, but not measurably).
-4. IMPROVED gets a qualifier when the merged model's cell-accuracy CI upper bound does not exceed
-   the best trivial baseline's cell accuracy (baselines named ``oracle`` are ceilings, not bars):
-   "improved over base; no skill beyond the all-dead baseline" -- learning the answer format is
-   not learning the rule.
-
-Per-family regressions are facet values (task=count, size=9-15, ...) where merged minus base cell
-accuracy is below ``-max_family_regression``; they are listed, not part of the verdict (a
-:class:`Gate` can fail on them).
+How the merged model stands against the best trivial baseline (:class:`BaselineStanding`) is
+reported beside the verdict: learning the answer format is not learning the rule.
 """
 
 from __future__ import annotations
 
 import enum
-import hashlib
-import math
-import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
-from simonsca.errors import ConfigError, ModelFileError
-from simonsca.scoring import (
+from simonsca.likelihood import ForcedScore
+from simonsca.metrics import FORCED_METRICS, GENERATION_METRICS, METRICS
+from simonsca.scoring import ItemScore
+from simonsca.stats import (
+    DEFAULT_ALPHA,
     DEFAULT_BOOTSTRAP_SEED,
-    DEFAULT_CONFIDENCE,
     DEFAULT_RESAMPLES,
-    ItemScore,
-    Metric,
-    group_by_facet,
-    mean_metric,
+    TestResult,
+    mcnemar_exact,
+    paired_bootstrap,
+    signed_rank_test,
 )
-
-DEFAULT_ALPHA = 0.05
-DEFAULT_MAX_FAMILY_REGRESSION = 0.10
-#: Metrics a delta is reported for, in display order.
-DELTA_METRICS: tuple[str, ...] = ("exact", "cell_accuracy", "live_f1", "parse_ok", "shape_ok")
+from simonsca.summary import Estimate, estimate, group_by_facet, metric_values
 
 
 class Verdict(str, enum.Enum):
-    IDENTICAL = "identical"  # every answer text byte-identical to base's
+    IDENTICAL = "identical"  # the model files are byte-identical: nothing was run
+    INERT = "inert"  # files differ; answers (and log-probs, within noise) do not
     NO_EFFECT = "no_effect"  # answers differ, but no significant gain and no significant loss
     IMPROVED = "improved"
     REGRESSED = "regressed"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def word(self) -> str:
+        """The verdict as shown to users: ``NO EFFECT``, ``IMPROVED``, ..."""
+        return self.value.upper().replace("_", " ")
+
+
+class Standing(str, enum.Enum):
+    """Where the merged model's 95% CI lies against the best trivial baseline."""
+
+    ABOVE = "above"  # the whole CI above: skill beyond the baselines
+    OVERLAPS = "overlaps"  # the CI contains the baseline: not shown either way
+    BELOW = "below"  # the whole CI below
 
     def __str__(self) -> str:
         return self.value
@@ -82,358 +92,141 @@ class Delta:
     diff: float
     low: float
     high: float
-    n: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class McNemar:
-    """Exact McNemar on exact-match: b = only base right (losses), c = only merged right (wins)."""
-
-    b: int
-    c: int
-    p: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    n: int
 
 
 @dataclass(frozen=True)
 class FamilyDelta:
-    """Base vs merged on the items sharing one facet value."""
+    """Base vs merged on the items sharing one facet value (the mode's primary metric)."""
 
     facet: str
     value: str
     n: int
-    base_cell: float
-    merged_cell: float
-    cell_diff: float
-    base_exact: float
-    merged_exact: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    metric: str
+    base: float
+    merged: float
+    diff: float
+    low: float
+    high: float
 
 
 @dataclass(frozen=True)
-class BaselineComparison:
-    """The merged model against the best trivial baseline on the same items."""
+class BaselineStanding:
+    """The merged model against the best trivial baseline on the same items and metric."""
 
-    best: str  # the baseline with the highest mean cell accuracy
-    best_cell_accuracy: float
-    merged_cell_accuracy: Metric
-    beats_baseline: bool  # merged cell-accuracy CI upper bound > best baseline's cell accuracy
-    baselines: dict[str, float]  # every trivial baseline's mean cell accuracy
+    metric: str
+    best: str  # the baseline with the highest mean
+    best_value: float
+    merged: Estimate  # the merged model's mean with its 95% CI
+    standing: Standing
+    baselines: Mapping[str, float]  # every trivial baseline's mean
 
     @property
     def skill_shown(self) -> bool:
-        """Stricter than ``beats_baseline``: the whole 95% CI lies above the best baseline."""
-        low = self.merged_cell_accuracy.low
-        return low is not None and low > self.best_cell_accuracy
+        """The merged model's whole 95% CI lies above the best baseline."""
+        return self.standing is Standing.ABOVE
 
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["merged_cell_accuracy"] = self.merged_cell_accuracy.to_dict()
-        return data
+    def sentence(self) -> str:
+        spec = METRICS[self.metric]
+        m = self.merged
+        where = {
+            Standing.ABOVE: "lies above",
+            Standing.OVERLAPS: "overlaps",
+            Standing.BELOW: "lies below",
+        }[self.standing]
+        return (
+            f"merged {spec.label} {spec.value_text(m.value)} (95% CI "
+            f"{spec.value_text(m.low)} to {spec.value_text(m.high)}) {where} the best trivial "
+            f"baseline, {self.best} at {spec.value_text(self.best_value)}"
+        )
+
+
+@dataclass(frozen=True)
+class ModeComparison:
+    """Base vs merged in one scoring mode (generation or teacher forcing) and prompt mode."""
+
+    scoring: str  # "generate" or "teacher-forced"
+    n: int
+    deltas: tuple[Delta, ...]
+    exact_test: TestResult  # McNemar on exact (generation) or greedy-consistent exact
+    families: tuple[FamilyDelta, ...]
+    baseline: BaselineStanding | None
+    significant_gain: bool
+    significant_loss: bool
+
+    def delta(self, metric: str) -> Delta | None:
+        return next((d for d in self.deltas if d.metric == metric), None)
+
+
+@dataclass(frozen=True)
+class NoiseFloor:
+    """How far the same model's answer NLL moves when the same tokens are grouped differently
+    into decode calls -- differences below this are numerical noise, not the finetune."""
+
+    item_nll: float  # max over items of |NLL(grouping 1) - NLL(grouping 2)|, nats per token
+    token_logprob: float  # max over answer tokens of |log p(1) - log p(2)|
+    n_items: int
+    method: str
+
+
+@dataclass(frozen=True)
+class LikelihoodComparison:
+    """The answer NLL, paired: merged minus base, its CI, a signed-rank test, the noise floor."""
+
+    base_nll: float
+    merged_nll: float
+    delta: Delta
+    signed_rank: TestResult
+    noise: NoiseFloor | None
+    max_item_change: float  # max over items of |NLL merged - NLL base|
+    # the (1 - alpha) CI of the mean change lies inside +- the noise floor: shown to be no
+    # bigger than what regrouping the same arithmetic does (an equivalence test)
+    within_noise: bool
+    significant: bool  # CI excludes 0, p < alpha, and the mean change exceeds the noise floor
+
+    @property
+    def direction(self) -> str:
+        return "more" if self.delta.diff < 0 else "less"
 
 
 @dataclass(frozen=True)
 class Comparison:
+    """The verdict for one prompt mode, and the comparisons it was read from."""
+
     verdict: Verdict
     headline: str
     n: int
-    deltas: tuple[Delta, ...]
-    mcnemar: McNemar
-    family_deltas: tuple[FamilyDelta, ...]
-    family_regressions: tuple[FamilyDelta, ...]
-    baseline: BaselineComparison | None
-    significant_gain: bool
-    significant_loss: bool
     alpha: float
-    max_family_regression: float
-    qualifier: str | None = None
+    texts_identical: bool | None  # None: no generation ran
+    generation: ModeComparison | None
+    forced: ModeComparison | None
+    likelihood: LikelihoodComparison | None
+    under_surface: str | None = None
+    # where answers differ: the largest margin by which the merged model's top choice beat the
+    # base's answer (None: not measured)
+    flip_margin: float | None = None
+
+    @property
+    def primary(self) -> ModeComparison:
+        """The comparison the headline and the skill check read first (see :func:`_primary_of`)."""
+        return _primary_of(self.generation, self.forced)[0]
 
     def delta(self, metric: str) -> Delta | None:
-        for d in self.deltas:
-            if d.metric == metric:
-                return d
+        for mode in (self.generation, self.forced):
+            found = mode.delta(metric) if mode is not None else None
+            if found is not None:
+                return found
+        if self.likelihood is not None and metric == "nll":
+            return self.likelihood.delta
         return None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "verdict": self.verdict.value,
-            "headline": self.headline,
-            "qualifier": self.qualifier,
-            "n": self.n,
-            "deltas": [d.to_dict() for d in self.deltas],
-            "mcnemar": self.mcnemar.to_dict(),
-            "family_deltas": [f.to_dict() for f in self.family_deltas],
-            "family_regressions": [f.to_dict() for f in self.family_regressions],
-            "baseline": None if self.baseline is None else self.baseline.to_dict(),
-            "significant_gain": self.significant_gain,
-            "significant_loss": self.significant_loss,
-            "alpha": self.alpha,
-            "max_family_regression": self.max_family_regression,
-        }
+    @property
+    def baseline(self) -> BaselineStanding | None:
+        primary = self.primary
+        return primary.baseline if primary is not None else None
 
 
-# --------------------------------------------------------------------------- statistics
-
-
-def mcnemar_exact(b: int, c: int) -> McNemar:
-    """Exact two-sided McNemar test on ``b`` and ``c`` discordant pairs (p=1 when b+c=0)."""
-    if b < 0 or c < 0:
-        raise ValueError("discordant counts must be >= 0")
-    n = b + c
-    if n == 0:
-        return McNemar(b, c, 1.0)
-    tail = sum(math.comb(n, k) for k in range(min(b, c) + 1))
-    p = min(1.0, 2 * tail / 2**n)
-    return McNemar(b, c, p)
-
-
-def paired_bootstrap_delta(
-    metric: str,
-    base: Sequence[float],
-    merged: Sequence[float],
-    *,
-    confidence: float = DEFAULT_CONFIDENCE,
-    resamples: int = DEFAULT_RESAMPLES,
-    seed: int = DEFAULT_BOOTSTRAP_SEED,
-) -> Delta:
-    """Mean(merged) - mean(base) with a percentile CI from resampling the item pairs."""
-    a = np.asarray(base, dtype=float)
-    m = np.asarray(merged, dtype=float)
-    if a.shape != m.shape:
-        raise ValueError("paired values must have the same length")
-    if a.size == 0:
-        raise ValueError("paired_bootstrap_delta needs at least one pair")
-    diffs = m - a
-    diff = float(diffs.mean())
-    if np.all(diffs == diffs[0]):
-        low = high = float(diffs[0])
-    else:
-        rng = np.random.default_rng(seed)
-        means = diffs[rng.integers(0, diffs.size, size=(resamples, diffs.size))].mean(axis=1)
-        alpha = 1 - confidence
-        low_q, high_q = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-        low, high = float(low_q), float(high_q)
-    return Delta(metric, float(a.mean()), float(m.mean()), diff, low, high, int(a.size))
-
-
-def _metric_values(scores: Sequence[ItemScore], metric: str) -> list[float | None]:
-    out: list[float | None] = []
-    for s in scores:
-        v = getattr(s, metric)
-        out.append(None if v is None else float(v))
-    return out
-
-
-def pair_scores(
-    base: Sequence[ItemScore], merged: Sequence[ItemScore]
-) -> list[tuple[ItemScore, ItemScore]]:
-    """Pair two score lists by item seed (order of ``base``); they must cover the same seeds."""
-    by_seed = {s.seed: s for s in merged}
-    base_seeds = [s.seed for s in base]
-    if len(by_seed) != len(merged) or len(set(base_seeds)) != len(base):
-        raise ValueError("scores must not repeat an item seed")
-    if set(base_seeds) != set(by_seed):
-        missing = sorted(set(base_seeds) ^ set(by_seed))[:5]
-        raise ValueError(
-            f"base and merged were scored on different items (e.g. seeds {missing}); "
-            "evaluate both models on the same item list"
-        )
-    return [(s, by_seed[s.seed]) for s in base]
-
-
-def _fmt(x: float) -> str:
-    return f"{x:.3f}"
-
-
-def _fmt_signed(x: float) -> str:
-    return f"{x:+.3f}"
-
-
-# --------------------------------------------------------------------------- the verdict
-
-
-def compare_scores(
-    base: Sequence[ItemScore],
-    merged: Sequence[ItemScore],
-    *,
-    base_texts: Sequence[str] | None = None,
-    merged_texts: Sequence[str] | None = None,
-    files_identical: bool = False,
-    baselines: Mapping[str, Sequence[ItemScore]] | None = None,
-    alpha: float = DEFAULT_ALPHA,
-    max_family_regression: float = DEFAULT_MAX_FAMILY_REGRESSION,
-    resamples: int = DEFAULT_RESAMPLES,
-    seed: int = DEFAULT_BOOTSTRAP_SEED,
-) -> Comparison:
-    """Compare merged against base on the same items (see the module doc for the rule).
-
-    ``base_texts``/``merged_texts`` are the raw answer texts in the same order as the scores;
-    when given and all byte-identical, the verdict is IDENTICAL. ``baselines`` maps a baseline
-    name (``all-dead``, ``copy-input``, ...) to its scores on the same items.
-    """
-    pairs = pair_scores(base, merged)
-    if not pairs:
-        raise ValueError("nothing to compare: no scored items")
-    confidence = 1 - alpha
-    n = len(pairs)
-    b_scores = [p[0] for p in pairs]
-    m_scores = [p[1] for p in pairs]
-
-    deltas: list[Delta] = []
-    for metric in DELTA_METRICS:
-        bv = _metric_values(b_scores, metric)
-        mv = _metric_values(m_scores, metric)
-        kept = [(x, y) for x, y in zip(bv, mv) if x is not None and y is not None]
-        if not kept:
-            continue
-        deltas.append(
-            paired_bootstrap_delta(
-                metric,
-                [x for x, _ in kept],
-                [y for _, y in kept],
-                confidence=confidence,
-                resamples=resamples,
-                seed=seed,
-            )
-        )
-    by_name = {d.metric: d for d in deltas}
-    b_only = sum(1 for x, y in pairs if x.exact and not y.exact)
-    c_only = sum(1 for x, y in pairs if y.exact and not x.exact)
-    mcnemar = mcnemar_exact(b_only, c_only)
-
-    # Per-family deltas, computed on the paired items of each facet value.
-    family_deltas: list[FamilyDelta] = []
-    merged_by_seed = {s.seed: s for s in m_scores}
-    for facet, values in group_by_facet(b_scores).items():
-        for value, group in values.items():
-            partner = [merged_by_seed[s.seed] for s in group]
-            bc = float(np.mean([s.cell_accuracy for s in group]))
-            mc = float(np.mean([s.cell_accuracy for s in partner]))
-            family_deltas.append(
-                FamilyDelta(
-                    facet=facet,
-                    value=value,
-                    n=len(group),
-                    base_cell=bc,
-                    merged_cell=mc,
-                    cell_diff=mc - bc,
-                    base_exact=float(np.mean([s.exact for s in group])),
-                    merged_exact=float(np.mean([s.exact for s in partner])),
-                )
-            )
-    family_regressions = tuple(
-        sorted(
-            (f for f in family_deltas if f.cell_diff < -max_family_regression),
-            key=lambda f: f.cell_diff,
-        )
-    )
-
-    cell_d = by_name["cell_accuracy"]
-    significant = mcnemar.p < alpha
-    gain = cell_d.low > 0 or (significant and c_only > b_only)
-    loss = cell_d.high < 0 or (significant and b_only > c_only)
-
-    identical = files_identical or _texts_identical(base, merged, base_texts, merged_texts)
-
-    baseline = _baseline_comparison(m_scores, baselines, confidence, resamples, seed)
-
-    numbers = (
-        f"cell accuracy {_fmt(cell_d.base)} -> {_fmt(cell_d.merged)} "
-        f"(delta {_fmt_signed(cell_d.diff)}, {round(confidence * 100)}% CI "
-        f"{_fmt_signed(cell_d.low)} to {_fmt_signed(cell_d.high)}); "
-        f"exact {sum(s.exact for s in b_scores)}/{n} -> {sum(s.exact for s in m_scores)}/{n} "
-        f"(McNemar b={b_only}, c={c_only}, p={mcnemar.p:.4g})"
-    )
-    qualifier: str | None = None
-    if identical:
-        verdict = Verdict.IDENTICAL
-        if files_identical:
-            headline = "identical: the merged model files are byte-identical to base"
-        else:
-            headline = (
-                f"identical: all {n} answers are byte-identical to base -- "
-                "the finetune changed nothing observable"
-            )
-    elif loss:
-        verdict = Verdict.REGRESSED
-        headline = "regressed (mixed: a significant gain elsewhere): " if gain else "regressed: "
-        headline += numbers
-    elif gain:
-        verdict = Verdict.IMPROVED
-        headline = "improved: " + numbers
-        if baseline is not None and not baseline.beats_baseline:
-            qualifier = f"improved over base; no skill beyond the {baseline.best} baseline"
-            merged_cell = baseline.merged_cell_accuracy
-            headline = (
-                f"{qualifier} (merged cell accuracy {_fmt(merged_cell.value or 0.0)}, "
-                f"CI upper {_fmt(merged_cell.high or 0.0)} <= "
-                f"{baseline.best} {_fmt(baseline.best_cell_accuracy)}); " + numbers
-            )
-    else:
-        verdict = Verdict.NO_EFFECT
-        headline = "no effect: " + numbers
-
-    return Comparison(
-        verdict=verdict,
-        headline=headline,
-        n=n,
-        deltas=tuple(deltas),
-        mcnemar=mcnemar,
-        family_deltas=tuple(family_deltas),
-        family_regressions=family_regressions,
-        baseline=baseline,
-        significant_gain=gain,
-        significant_loss=loss,
-        alpha=alpha,
-        max_family_regression=max_family_regression,
-        qualifier=qualifier,
-    )
-
-
-def files_identical_comparison(
-    n: int,
-    *,
-    alpha: float = DEFAULT_ALPHA,
-    max_family_regression: float = DEFAULT_MAX_FAMILY_REGRESSION,
-) -> Comparison:
-    """The verdict for byte-identical model files: IDENTICAL, with no numbers (nothing was run)."""
-    return Comparison(
-        verdict=Verdict.IDENTICAL,
-        headline="identical: the merged model files are byte-identical to base "
-        "(nothing was run; the finetune changed nothing)",
-        n=n,
-        deltas=(),
-        mcnemar=mcnemar_exact(0, 0),
-        family_deltas=(),
-        family_regressions=(),
-        baseline=None,
-        significant_gain=False,
-        significant_loss=False,
-        alpha=alpha,
-        max_family_regression=max_family_regression,
-    )
-
-
-def _texts_identical(
-    base: Sequence[ItemScore],
-    merged: Sequence[ItemScore],
-    base_texts: Sequence[str] | None,
-    merged_texts: Sequence[str] | None,
-) -> bool:
-    """Every answer text byte-identical, paired by seed (texts follow their scores' order)."""
-    if base_texts is None or merged_texts is None:
-        return False
-    if len(base_texts) != len(base) or len(merged_texts) != len(merged):
-        raise ValueError("answer texts must be given in the same order as their scores")
-    by_seed = {s.seed: t for s, t in zip(merged, merged_texts)}
-    return all(by_seed[s.seed] == t for s, t in zip(base, base_texts))
+# --------------------------------------------------------------------------------------------
 
 
 def is_trivial_baseline(name: str) -> bool:
@@ -441,207 +234,422 @@ def is_trivial_baseline(name: str) -> bool:
     return "oracle" not in name.lower()
 
 
-def _baseline_comparison(
-    merged: Sequence[ItemScore],
-    baselines: Mapping[str, Sequence[ItemScore]] | None,
-    confidence: float,
+T = TypeVar("T", ItemScore, ForcedScore)
+
+
+def _pair(base: Sequence[T], merged: Sequence[T]) -> tuple[list[T], list[T]]:
+    """Pair two score lists by item seed (order of ``base``); they must cover the same seeds."""
+    by_seed = {s.seed: s for s in merged}
+    seeds = [s.seed for s in base]
+    if len(by_seed) != len(merged) or len(set(seeds)) != len(base):
+        raise ValueError("scores must not repeat an item seed")
+    if set(seeds) != set(by_seed):
+        missing = sorted(set(seeds) ^ set(by_seed))[:5]
+        raise ValueError(
+            f"base and merged were scored on different items (e.g. seeds {missing}); "
+            "evaluate both models on the same item list"
+        )
+    return list(base), [by_seed[s] for s in seeds]
+
+
+def _deltas(
+    base: Sequence[object],
+    merged: Sequence[object],
+    metrics: Sequence[str],
+    alpha: float,
     resamples: int,
     seed: int,
-) -> BaselineComparison | None:
-    if not baselines:
-        return None
+) -> tuple[Delta, ...]:
+    out = []
+    for name in metrics:
+        pairs = [
+            (getattr(b, name), getattr(m, name))
+            for b, m in zip(base, merged)
+            if getattr(b, name) is not None and getattr(m, name) is not None
+        ]
+        if not pairs:
+            continue
+        d = paired_bootstrap(
+            [float(x) for x, _ in pairs],
+            [float(y) for _, y in pairs],
+            confidence=1 - alpha,
+            resamples=resamples,
+            seed=seed,
+        )
+        out.append(Delta(name, d.a, d.b, d.diff, d.low, d.high, d.n))
+    return tuple(out)
+
+
+def _families(
+    base: Sequence[ItemScore] | Sequence[ForcedScore],
+    merged: Sequence[ItemScore] | Sequence[ForcedScore],
+    metric: str,
+    alpha: float,
+    resamples: int,
+    seed: int,
+) -> tuple[FamilyDelta, ...]:
+    partner = {s.seed: s for s in merged}
+    out = []
+    for facet, values in group_by_facet(base).items():
+        for value, group in values.items():
+            b = metric_values(group, metric)
+            m = metric_values([partner[s.seed] for s in group], metric)
+            if not b or len(b) != len(m):
+                continue
+            d = paired_bootstrap(b, m, confidence=1 - alpha, resamples=resamples, seed=seed)
+            out.append(
+                FamilyDelta(facet, value, len(group), metric, d.a, d.b, d.diff, d.low, d.high)
+            )
+    return tuple(out)
+
+
+def baseline_standing(
+    merged: Sequence[ItemScore] | Sequence[ForcedScore],
+    baselines: Mapping[str, Sequence[ItemScore]],
+    *,
+    metric: str,
+    baseline_metric: str,
+    alpha: float = DEFAULT_ALPHA,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_BOOTSTRAP_SEED,
+) -> BaselineStanding | None:
+    """Merged's ``metric`` (with its CI) against the best trivial baseline's ``baseline_metric``
+    on the same items."""
     seeds = {s.seed for s in merged}
     means: dict[str, float] = {}
     for name, scores in baselines.items():
         if not is_trivial_baseline(name):
             continue
-        kept = [s.cell_accuracy for s in scores if s.seed in seeds]
+        kept = [getattr(s, baseline_metric) for s in scores if s.seed in seeds]
         if len(kept) != len(seeds):
             raise ValueError(f"baseline {name!r} was not scored on the same items as the models")
         means[name] = float(np.mean(kept))
     if not means:
         return None
     best = max(means, key=lambda k: means[k])
-    merged_metric = mean_metric(
-        "cell_accuracy",
-        [s.cell_accuracy for s in merged],
-        confidence=confidence,
-        resamples=resamples,
-        seed=seed,
+    est = estimate(metric, merged, confidence=1 - alpha, resamples=resamples, seed=seed)
+    if est.value is None or est.low is None or est.high is None:
+        return None
+    if est.low > means[best]:
+        standing = Standing.ABOVE
+    elif est.high < means[best]:
+        standing = Standing.BELOW
+    else:
+        standing = Standing.OVERLAPS
+    return BaselineStanding(metric, best, means[best], est, standing, means)
+
+
+def compare_generation(
+    base: Sequence[ItemScore],
+    merged: Sequence[ItemScore],
+    *,
+    baselines: Mapping[str, Sequence[ItemScore]] | None = None,
+    alpha: float = DEFAULT_ALPHA,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_BOOTSTRAP_SEED,
+) -> ModeComparison:
+    """Generation metrics, paired: deltas, McNemar on exact, families, baseline standing."""
+    b, m = _pair(base, merged)
+    if not b:
+        raise ValueError("nothing to compare: no scored items")
+    deltas = _deltas(b, m, GENERATION_METRICS, alpha, resamples, seed)
+    losses = sum(1 for x, y in zip(b, m) if x.exact and not y.exact)
+    wins = sum(1 for x, y in zip(b, m) if y.exact and not x.exact)
+    test = mcnemar_exact(losses, wins)
+    cell = next(d for d in deltas if d.metric == "cell_accuracy")
+    significant = test.p < alpha
+    return ModeComparison(
+        scoring="generate",
+        n=len(b),
+        deltas=deltas,
+        exact_test=test,
+        families=_families(b, m, "cell_accuracy", alpha, resamples, seed),
+        baseline=baseline_standing(
+            m,
+            baselines or {},
+            metric="cell_accuracy",
+            baseline_metric="cell_accuracy",
+            alpha=alpha,
+            resamples=resamples,
+            seed=seed,
+        ),
+        significant_gain=cell.low > 0 or (significant and wins > losses),
+        significant_loss=cell.high < 0 or (significant and losses > wins),
     )
-    assert merged_metric.high is not None
-    return BaselineComparison(
-        best=best,
-        best_cell_accuracy=means[best],
-        merged_cell_accuracy=merged_metric,
-        beats_baseline=merged_metric.high > means[best],
-        baselines=means,
+
+
+def compare_forced(
+    base: Sequence[ForcedScore],
+    merged: Sequence[ForcedScore],
+    *,
+    baselines: Mapping[str, Sequence[ItemScore]] | None = None,
+    noise: NoiseFloor | None = None,
+    alpha: float = DEFAULT_ALPHA,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_BOOTSTRAP_SEED,
+) -> tuple[ModeComparison, LikelihoodComparison]:
+    """Teacher-forced metrics, paired; and the answer-NLL comparison against the noise floor.
+
+    The trivial baselines' bar for teacher-forced cell accuracy is their (right-shaped) cell
+    accuracy: always predicting the dead symbol, say, gets every dead cell right.
+    """
+    b, m = _pair(base, merged)
+    if not b:
+        raise ValueError("nothing to compare: no scored items")
+    deltas = _deltas(b, m, FORCED_METRICS, alpha, resamples, seed)
+    losses = sum(1 for x, y in zip(b, m) if x.greedy_exact and not y.greedy_exact)
+    wins = sum(1 for x, y in zip(b, m) if y.greedy_exact and not x.greedy_exact)
+    test = mcnemar_exact(losses, wins)
+    nll = next(d for d in deltas if d.metric == "nll")
+    changes = [y.nll - x.nll for x, y in zip(b, m)]
+    rank = signed_rank_test(changes)
+    floor = noise.item_nll if noise is not None else 0.0
+    biggest = float(max(abs(c) for c in changes))
+    significant = (nll.high < 0 or nll.low > 0) and rank.p < alpha and abs(nll.diff) > floor
+    likelihood = LikelihoodComparison(
+        base_nll=nll.base,
+        merged_nll=nll.merged,
+        delta=nll,
+        signed_rank=rank,
+        noise=noise,
+        max_item_change=biggest,
+        within_noise=-floor <= nll.low and nll.high <= floor,
+        significant=significant,
+    )
+    cell = next((d for d in deltas if d.metric == "forced_cell_accuracy"), None)
+    exact_significant = test.p < alpha
+    gain = (cell is not None and cell.low > 0) or (significant and nll.diff < 0)
+    gain = gain or (exact_significant and wins > losses)
+    loss = (cell is not None and cell.high < 0) or (significant and nll.diff > 0)
+    loss = loss or (exact_significant and losses > wins)
+    has_cells = all(s.forced_cell_accuracy is not None for s in m)
+    mode = ModeComparison(
+        scoring="teacher-forced",
+        n=len(b),
+        deltas=deltas,
+        exact_test=test,
+        families=_families(
+            b, m, "forced_cell_accuracy" if has_cells else "nll", alpha, resamples, seed
+        ),
+        baseline=(
+            baseline_standing(
+                m,
+                baselines or {},
+                metric="forced_cell_accuracy",
+                baseline_metric="cell_accuracy",
+                alpha=alpha,
+                resamples=resamples,
+                seed=seed,
+            )
+            if has_cells
+            else None
+        ),
+        significant_gain=gain,
+        significant_loss=loss,
+    )
+    return mode, likelihood
+
+
+# --------------------------------------------------------------------------------------------
+# The verdict
+
+
+def _primary_of(
+    generation: ModeComparison | None, forced: ModeComparison | None
+) -> tuple[ModeComparison, ModeComparison | None]:
+    """The primary comparison and the other one. Teacher forcing is primary when it measured
+    cells (it scores many more items for the time, so its interval is the narrowest, and it
+    reads the rule without the answer format in the way); else generation."""
+    if forced is not None and forced.delta("forced_cell_accuracy") is not None:
+        return forced, generation
+    if generation is not None:
+        return generation, forced
+    if forced is not None:
+        return forced, None
+    raise ValueError("decide needs a generation or a teacher-forced comparison")
+
+
+def _numbers(mode: ModeComparison) -> str:
+    metric = "cell_accuracy" if mode.scoring == "generate" else "forced_cell_accuracy"
+    d = mode.delta(metric) or mode.delta("nll")
+    assert d is not None
+    spec = METRICS[d.metric]
+    exact = "exact" if mode.scoring == "generate" else "greedy-consistent exact"
+    t = mode.exact_test
+    return (
+        f"{spec.label} {spec.value_text(d.base)} -> {spec.value_text(d.merged)} "
+        f"(delta {spec.delta_text(d.diff)}, 95% CI {spec.delta_text(d.low)} to "
+        f"{spec.delta_text(d.high)}); {exact} changed on {t.n} of {mode.n} items "
+        f"(McNemar p={t.p:.3g})"
     )
 
 
-# --------------------------------------------------------------------------- gates
+def likelihood_line(lik: LikelihoodComparison) -> str:
+    """``likelihood: ...`` -- both answer NLLs, the paired delta with its CI, the test, noise."""
+    d = lik.delta
+    noise = (
+        f"noise floor {lik.noise.item_nll:.4f} nats/token ({lik.noise.method})"
+        if lik.noise is not None
+        else "noise floor not measured"
+    )
+    return (
+        f"answer NLL base {d.base:.3f} -> merged {d.merged:.3f} nats/token (delta "
+        f"{d.diff:+.3f}, 95% CI {d.low:+.3f} to {d.high:+.3f}, signed-rank p="
+        f"{lik.signed_rank.p:.3g}, n={d.n}); {noise}"
+    )
 
 
-@dataclass(frozen=True)
-class Gate:
-    """Thresholds a comparison must meet, like pytest-benchmark's ``--benchmark-compare-fail``.
-
-    Gains are checked on the point estimate of merged minus base (``min_exact_gain=0.05`` means
-    at least 5 percentage points more exact answers). ``None`` switches a check off.
-    """
-
-    min_exact_gain: float | None = None
-    min_cell_gain: float | None = None
-    max_family_regression: float | None = None
-    fail_on_regression: bool = True  # a REGRESSED verdict fails on its own
-
-    def __post_init__(self) -> None:
-        for f in ("min_exact_gain", "min_cell_gain", "max_family_regression"):
-            v = getattr(self, f)
-            if v is not None and (not isinstance(v, (int, float)) or math.isnan(v)):
-                raise ConfigError(f"gate threshold {f} must be a number, got {v!r}")
-        if self.max_family_regression is not None and self.max_family_regression < 0:
-            raise ConfigError(
-                f"max_family_regression must be >= 0, got {self.max_family_regression}"
+def decide(
+    *,
+    n: int,
+    texts_identical: bool | None,
+    answers_within_noise: bool = False,
+    flip_margin: float | None = None,
+    generation: ModeComparison | None,
+    forced: ModeComparison | None,
+    likelihood: LikelihoodComparison | None,
+    alpha: float = DEFAULT_ALPHA,
+) -> Comparison:
+    """The verdict and its headline from whatever ran (see the module doc for the rule)."""
+    primary, secondary = _primary_of(generation, forced)
+    under: str | None = None
+    same_answers = texts_identical is True or answers_within_noise
+    if generation is not None:
+        inert = same_answers and (likelihood is None or likelihood.within_noise)
+        inert = inert and (texts_identical is True or likelihood is not None)
+    else:
+        inert = likelihood is not None and likelihood.within_noise
+    if inert:
+        verdict = Verdict.INERT
+        if likelihood is not None:
+            answers = (
+                "every answer is the base's"
+                if texts_identical is not False
+                else (
+                    "the answers differ only at near-ties within the noise floor (largest "
+                    f"margin {flip_margin or 0.0:.2g} nats)"
+                )
             )
-
-    @classmethod
-    def from_mapping(cls, settings: Mapping[str, Any]) -> Gate:
-        """Build a gate from e.g. ``[tool.simonsca]``; unrelated keys are ignored."""
-        names = {f.name for f in fields(cls)}
-        picked: dict[str, Any] = {}
-        for key, value in settings.items():
-            key = key.replace("-", "_")
-            if key not in names:
-                continue
-            if key == "fail_on_regression":
-                picked[key] = bool(value)
-                continue
-            if value is None:
-                picked[key] = None
-                continue
-            try:
-                picked[key] = _parse_threshold(value)
-            except (TypeError, ValueError):
-                raise ConfigError(
-                    f"[tool.simonsca] {key} = {value!r} is not a number (e.g. 0.05 or '5%')"
-                ) from None
-        return cls(**picked)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def check(self, comparison: Comparison) -> list[str]:
-        """Failure messages (empty when the comparison passes), each stating the numbers."""
-        failures: list[str] = []
-        if self.fail_on_regression and comparison.verdict == Verdict.REGRESSED:
-            failures.append(f"verdict is REGRESSED: {comparison.headline}")
-        exact = comparison.delta("exact")
-        if (
-            self.min_exact_gain is not None
-            and exact is not None
-            and exact.diff < self.min_exact_gain - 1e-12
-        ):
-            failures.append(
-                f"exact-match gain {exact.diff:+.3f} (base {exact.base:.3f} -> merged "
-                f"{exact.merged:.3f}, CI {exact.low:+.3f} to {exact.high:+.3f}, n={exact.n}) "
-                f"is below min_exact_gain {self.min_exact_gain:+.3f}"
+            d = likelihood.delta
+            headline = (
+                f"inert: {answers}, and the answer NLL moved by {d.diff:+.4f} nats/token (95% CI "
+                f"{d.low:+.4f} to {d.high:+.4f}), inside the noise floor of "
+                f"+-{likelihood.noise.item_nll if likelihood.noise else 0.0:.4f}: the finetune's "
+                "update is too small to matter"
             )
-        cell = comparison.delta("cell_accuracy")
-        if (
-            self.min_cell_gain is not None
-            and cell is not None
-            and cell.diff < self.min_cell_gain - 1e-12
-        ):
-            failures.append(
-                f"cell-accuracy gain {cell.diff:+.3f} (base {cell.base:.3f} -> merged "
-                f"{cell.merged:.3f}, CI {cell.low:+.3f} to {cell.high:+.3f}, n={cell.n}) "
-                f"is below min_cell_gain {self.min_cell_gain:+.3f}"
+        else:
+            headline = (
+                f"inert: all {n} answers are byte-identical to the base's (log-probabilities "
+                "not measured: --scoring both tells an inert finetune from learning under the "
+                "surface)"
             )
-        if self.max_family_regression is not None:
-            for f in comparison.family_deltas:
-                if f.cell_diff < -self.max_family_regression - 1e-12:
-                    failures.append(
-                        f"family {f.facet}={f.value} (n={f.n}) regressed: cell accuracy "
-                        f"{f.base_cell:.3f} -> {f.merged_cell:.3f} ({f.cell_diff:+.3f}), more "
-                        f"than max_family_regression {self.max_family_regression:.3f}"
-                    )
-        return failures
+        return Comparison(
+            verdict,
+            headline,
+            n,
+            alpha,
+            texts_identical,
+            generation,
+            forced,
+            likelihood,
+            flip_margin=flip_margin,
+        )
+    modes = [m for m in (primary, secondary) if m is not None]
+    numbers = "; ".join(_numbers(m) for m in modes)
+    gain = any(m.significant_gain for m in modes)
+    loss = any(m.significant_loss for m in modes)
+    if generation is not None and same_answers:
+        # The answers did not change (or only at near-ties): whatever moved underneath is not
+        # an effect on what the model writes.
+        verdict = Verdict.NO_EFFECT
+        what = "the answers are the base's"
+        headline = f"no effect ({what}): " + numbers
+    elif loss:
+        verdict = Verdict.REGRESSED
+        mixed = "regressed (mixed: a significant gain elsewhere): "
+        headline = (mixed if gain else "regressed: ") + numbers
+    elif gain:
+        verdict = Verdict.IMPROVED
+        headline = "improved: " + numbers
+        if primary.baseline is not None and not primary.baseline.skill_shown:
+            rule = "not the rule" if primary.baseline.standing is Standing.BELOW else "not shown"
+            headline = (
+                f"improved over base, but no skill beyond the trivial baselines ({rule}): "
+                f"{primary.baseline.sentence()}; " + numbers
+            )
+    else:
+        verdict = Verdict.NO_EFFECT
+        headline = "no effect (answers differ): " + numbers
+    if verdict is Verdict.NO_EFFECT and likelihood is not None and likelihood.significant:
+        under = (
+            f"learning under the surface: the right answers became significantly "
+            f"{likelihood.direction} likely ({likelihood_line(likelihood)})"
+            + ("; train longer" if likelihood.delta.diff < 0 else "")
+        )
+        headline = f"no effect on the answers -- {under}; " + numbers
+    return Comparison(
+        verdict,
+        headline,
+        n,
+        alpha,
+        texts_identical,
+        generation,
+        forced,
+        likelihood,
+        under,
+        flip_margin,
+    )
 
 
-def _parse_threshold(value: Any) -> float:
-    if isinstance(value, bool):
-        raise TypeError(f"{value!r} is not a threshold")
-    if isinstance(value, (int, float)):
-        return float(value)
-    text = str(value).strip()
-    if text.endswith("%"):
-        return float(text[:-1]) / 100
-    return float(text)
-
-
-# --------------------------------------------------------------------------- files
-
-
-_CHUNK = 1 << 20
-
-
-def _check_file(path: Path) -> os.stat_result:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: no such model file; check the path") from None
-    if not path.is_file():
-        raise ModelFileError(f"{path}: not a regular file; pass the .gguf file itself")
-    return st
-
-
-def _same_bytes(a: Path, b: Path) -> bool:
-    sa, sb = _check_file(a), _check_file(b)
-    if (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino):
-        return True
-    if sa.st_size != sb.st_size:
-        return False
-    with a.open("rb") as fa, b.open("rb") as fb:
-        while True:
-            ca = fa.read(_CHUNK)
-            cb = fb.read(_CHUNK)
-            if ca != cb:
-                return False
-            if not ca:
-                return True
-
-
-def identical_files(
-    base_path: str | os.PathLike[str],
-    merged_path: str | os.PathLike[str],
-    base_adapter: str | os.PathLike[str] | None = None,
-    merged_adapter: str | os.PathLike[str] | None = None,
-) -> bool:
-    """True when base (+ adapter) and merged (+ adapter) are byte-for-byte the same model.
-
-    Compares sizes first, then the bytes chunk by chunk (stopping at the first difference), so
-    a changed file is usually told apart at once. Adapters must both be absent or both identical.
-    Missing files raise :class:`~simonsca.errors.ModelFileError`.
-    """
-    if (base_adapter is None) != (merged_adapter is None):
-        for p in (base_path, merged_path, base_adapter, merged_adapter):
-            if p is not None:
-                _check_file(Path(p))
-        return False
-    if not _same_bytes(Path(base_path), Path(merged_path)):
-        return False
-    if base_adapter is not None and merged_adapter is not None:
-        return _same_bytes(Path(base_adapter), Path(merged_adapter))
-    return True
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    p = Path(path)
-    _check_file(p)
-    h = hashlib.sha256()
-    with p.open("rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def compare_runs(
+    *,
+    base: Sequence[ItemScore] = (),
+    merged: Sequence[ItemScore] = (),
+    base_texts: Sequence[str] | None = None,
+    merged_texts: Sequence[str] | None = None,
+    baselines: Mapping[str, Sequence[ItemScore]] | None = None,
+    base_forced: Sequence[ForcedScore] = (),
+    merged_forced: Sequence[ForcedScore] = (),
+    noise: NoiseFloor | None = None,
+    flip_margin: float | None = None,
+    alpha: float = DEFAULT_ALPHA,
+) -> Comparison:
+    """Base vs merged from whatever was scored: greedy answers (``base``/``merged`` with their
+    texts, in the same item order) and/or teacher-forced scores; ``baselines`` are the trivial
+    baselines' greedy scores on at least the same items. ``flip_margin``: where the answers
+    differ, by how much the merged model's top choice beat the base's answer (teacher forced;
+    see the suite) -- within the noise floor's per-token bound, the answers count as equal."""
+    bar = dict(baselines or {})
+    generation: ModeComparison | None = None
+    identical: bool | None = None
+    if base:
+        generation = compare_generation(base, merged, baselines=bar, alpha=alpha)
+        if base_texts is not None and merged_texts is not None:
+            if len(base_texts) != len(base) or len(merged_texts) != len(merged):
+                raise ValueError("answer texts must be given in the same order as their scores")
+            by_seed = {s.seed: t for s, t in zip(merged, merged_texts)}
+            identical = all(by_seed[s.seed] == t for s, t in zip(base, base_texts))
+    forced: ModeComparison | None = None
+    likelihood: LikelihoodComparison | None = None
+    if base_forced:
+        seeds = {s.seed for s in base_forced}
+        forced_bar = {name: [s for s in scores if s.seed in seeds] for name, scores in bar.items()}
+        forced, likelihood = compare_forced(
+            base_forced, merged_forced, baselines=forced_bar, noise=noise, alpha=alpha
+        )
+    within = identical is True or (
+        identical is False
+        and flip_margin is not None
+        and noise is not None
+        and flip_margin <= noise.token_logprob
+    )
+    return decide(
+        n=len(base) or len(base_forced),
+        texts_identical=identical,
+        answers_within_noise=within,
+        flip_margin=flip_margin,
+        generation=generation,
+        forced=forced,
+        likelihood=likelihood,
+        alpha=alpha,
+    )

@@ -96,6 +96,13 @@ def v5_grid(seed: int) -> np.ndarray:
     return np.array(cells, dtype=bool)
 
 
+def v5_shape(seed: int) -> tuple[int, int]:
+    """(height, width) of v5 item ``seed``'s grid, without drawing its cells."""
+    rng = random.Random(seed)
+    width = rng.randint(5, 15)
+    return rng.randint(5, 15), width
+
+
 def _v5_symbols(seed: int) -> Symbols:
     rng = random.Random(seed)
     dead = rng.choice("01")
@@ -222,35 +229,69 @@ def v5_items(count: int | None = None, seed_start: int = 0) -> Iterator[Item]:
 def eval_items(
     count: int, seed_start: int = EVAL_SEED_START, fam: Families = PRESETS["v5-small"]
 ) -> list[Item]:
-    """``count`` held-out items from consecutive seeds, checked disjoint from v5 training."""
+    """``count`` held-out items: see :func:`iter_eval_items`."""
+    return list(iter_eval_items(count, seed_start, fam))
+
+
+#: Eval items made (and checked against every v5 grid) at a time.
+EVAL_BATCH = 100_000
+
+
+def iter_eval_items(
+    count: int, seed_start: int = EVAL_SEED_START, fam: Families = PRESETS["v5-small"]
+) -> Iterator[Item]:
+    """``count`` held-out items from the seeds ``seed_start``, ``seed_start + 1``, ..., in seed
+    order, skipping any whose input grid equals the grid of a v5 training item (seeds 0-49,999;
+    small grids do collide: eval seed 1,014,305's 5x5 grid is v5 item 12,509's). Any prefix is
+    the same for every ``count``, so a run with more items only adds items. Made a batch at a
+    time, so a large ``count`` streams."""
     if seed_start < EVAL_SEED_START:
         raise DatasetError(
             f"eval seeds must start at {EVAL_SEED_START} or above (below are training seeds), "
             f"got --eval-seed {seed_start}"
         )
-    items = [make_eval_item(seed, fam) for seed in range(seed_start, seed_start + count)]
-    assert_held_out(items, range(V5_MAX_ITEMS))
-    return items
+    made, seed = 0, seed_start
+    while made < count:
+        batch = [make_eval_item(s, fam) for s in range(seed, seed + min(EVAL_BATCH, count))]
+        seed += len(batch)
+        seen_in_training = training_collisions(batch, range(V5_MAX_ITEMS))
+        for item in batch:
+            if item.seed in seen_in_training:
+                continue
+            yield item
+            made += 1
+            if made == count:
+                return
 
 
 def _grid_key(grid: np.ndarray) -> tuple[tuple[int, ...], bytes]:
     return grid.shape, np.packbits(grid).tobytes()
 
 
-def assert_held_out(items: Sequence[Item], train_seeds: Iterable[int]) -> None:
-    """Raise DatasetError if any eval input grid equals a v5 training input grid."""
-    wanted = {_grid_key(item.grid): item.seed for item in items}
+def training_collisions(items: Sequence[Item], train_seeds: Iterable[int]) -> set[int]:
+    """Seeds of the ``items`` whose input grid equals the grid of a v5 training item."""
+    wanted: dict[tuple[tuple[int, ...], bytes], list[int]] = {}
+    for item in items:
+        wanted.setdefault(_grid_key(item.grid), []).append(item.seed)
     sides = {shape for shape, _ in wanted}
     if not any(5 <= h <= 15 and 5 <= w <= 15 for h, w in sides):
-        return  # v5 grids are 5-15 on both sides: nothing can collide
+        return set()  # v5 grids are 5-15 on both sides: nothing can collide
+    hits: set[int] = set()
     for seed in train_seeds:
-        grid = v5_grid(seed)
-        hit = wanted.get(_grid_key(grid))
-        if hit is not None:
-            raise DatasetError(
-                f"eval item {hit} has the same input grid as v5 training item {seed}; "
-                "choose another --eval-seed"
-            )
+        if v5_shape(seed) not in sides:
+            continue  # cheap: only grids of a shape some eval item has can collide
+        hits.update(wanted.get(_grid_key(v5_grid(seed)), ()))
+    return hits
+
+
+def assert_held_out(items: Sequence[Item], train_seeds: Iterable[int]) -> None:
+    """Raise DatasetError if any eval input grid equals a v5 training input grid."""
+    hits = training_collisions(items, train_seeds)
+    if hits:
+        raise DatasetError(
+            f"eval item {min(hits)} has the same input grid as a v5 training item; "
+            "choose another --eval-seed"
+        )
 
 
 # --- writers ---------------------------------------------------------------------------------
@@ -297,12 +338,24 @@ def write_items(items: Iterable[Item], path: str | Path, fmt: str, *, force: boo
     path = Path(path)
     if fmt not in FORMATS:
         raise DatasetError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if path.exists() and not force:
+    if not str(path).strip() or path.is_dir():
+        raise DatasetError(f"{str(path)!r} is a folder, not a file name; give a file inside it")
+    if (path.exists() or path.is_symlink()) and not force:
         raise OutputExistsError(f"{path} already exists; pass --force to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not path.is_file():
+        raise DatasetError(f"{path} is not a regular file; give another file name")
+    for parent in (path.parent, *path.parent.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise DatasetError(f"cannot write {path}: {parent} is a file, not a folder")
+            break
     count = 0
-    with atomic_text_writer(path, newline="") as out:
-        for chunk in render_items(items, fmt):
-            out.write(chunk)
-            count += 1
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_text_writer(path, newline="") as out:
+            for chunk in render_items(items, fmt):
+                out.write(chunk)
+                count += 1
+    except OSError as error:  # a disk that fills, a folder that cannot be written
+        raise DatasetError(f"cannot write {path}: {error.strerror or error}") from None
     return count

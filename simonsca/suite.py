@@ -1,456 +1,117 @@
-"""The base-vs-merged evaluation that ``pytest evals/`` and ``simonsca compare`` both run.
+"""The evaluation ``pytest evals/``, ``simonsca compare`` and ``simonsca eval`` all run.
 
-generate items -> run base, merged and the trivial baselines -> score -> compare -> report.
-Byte-identical model files are reported as ``identical`` at once, without loading anything.
+settings -> preflight (every file and folder checked before any model work) -> items -> answers
+(greedy and teacher-forced, per model and prompt mode; baselines) -> scores (once) -> summaries
+and comparisons -> findings -> checks -> one :class:`~simonsca.record.EvalRecord` -> reports.
+Byte-identical model files are reported as ``IDENTICAL`` at once, without loading anything.
 """
 
 from __future__ import annotations
 
-import os
+import secrets
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from simonsca import dataset
-from simonsca.compare import (
-    Comparison,
-    Gate,
-    Verdict,
-    compare_scores,
-    files_identical_comparison,
-    identical_files,
+from simonsca.cache import AnswerCache, open_cache
+from simonsca.checks import evaluate_checks
+from simonsca.compare import Comparison, NoiseFloor, compare_runs
+from simonsca.errors import ConfigError, ContextTooSmall
+from simonsca.forensics.findings import Finding, Severity
+from simonsca.gguf_file import adapter_fit_problem, identical_files, open_gguf
+from simonsca.likelihood import forced_score
+from simonsca.metrics import FORCED_METRICS, GENERATION_METRICS
+from simonsca.models import BASELINES
+from simonsca.models.base import Model, ModelInfo, ModelSpec
+from simonsca.record import (
+    SCHEMA,
+    AnswerRecord,
+    Environment,
+    EvalRecord,
+    Evaluation,
+    ItemRecord,
+    MergeCheck,
+    ModelEntry,
+    now_iso,
 )
-from simonsca.errors import ConfigError
-from simonsca.models import BASELINES, LlamaCppModel
-from simonsca.models.base import ModelSpec
-from simonsca.models.llamacpp import check_gguf
-from simonsca.runner import ModelRun, evaluate
-from simonsca.scoring import ItemScore, score_item
-from simonsca.tasks import Item, PromptMode
+from simonsca.runner import (
+    STOP,
+    ForcedRun,
+    GenerationRun,
+    answer_baseline,
+    generate,
+    teacher_force,
+)
+from simonsca.scoring import score_text
+from simonsca.settings import Settings
+from simonsca.summary import summarize
+from simonsca.tasks import Item
 
 #: Finding code: the raw-format gain is not (or hardly) reachable through the chat template.
 GAIN_LOST_IN_CHAT = "gain-only-in-raw-format"
+#: Items scored twice with different token groupings to measure the numerical noise floor.
+NOISE_ITEMS = 8
 
-#: Settings read from ``[tool.simonsca]`` (and their command-line twins).
-DEFAULTS: dict[str, Any] = {
-    "eval_size": 24,
-    "eval_seed": dataset.EVAL_SEED_START,
-    "eval_family": "v5-small",
-    "prompt_mode": "raw",
-    "chat_template": None,
-    "n_ctx": 2048,
-    "n_threads": None,
-    "n_gpu_layers": 0,
-    "min_exact_gain": None,
-    "min_cell_gain": None,
-    "max_family_regression": 0.10,
-    "min_parse_rate": None,
-    "require_skill": False,
-    "reports_dir": "reports",
-    "min_merge_agreement": 0.9,
-}
+Say = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class SuiteConfig:
-    """Everything one evaluation depends on; same config + same files => same report."""
-
-    base: ModelSpec
-    merged: ModelSpec
-    eval_size: int = DEFAULTS["eval_size"]
-    eval_seed: int = DEFAULTS["eval_seed"]
-    eval_family: str = DEFAULTS["eval_family"]
-    prompt_modes: tuple[PromptMode, ...] = (PromptMode.RAW,)
-    chat_template: str | None = None
-    n_ctx: int = DEFAULTS["n_ctx"]
-    n_threads: int | None = None
-    n_gpu_layers: int = 0
-    gate: Gate = field(default_factory=Gate)
-    min_merge_agreement: float = DEFAULTS["min_merge_agreement"]
-    min_parse_rate: float | None = None
-    require_skill: bool = False
-    reports_dir: Path | None = Path("reports")
-    cache: bool = True
-    progress: bool = True
-
-    @property
-    def primary_mode(self) -> PromptMode:
-        return self.prompt_modes[0]
-
-    def describe(self) -> str:
-        """One line saying what is compared, for headers and reports."""
-        modes = "+".join(m.value for m in self.prompt_modes)
-        return (
-            f"base={self.base.label} vs merged={self.merged.label}; {self.eval_size} "
-            f"{self.eval_family} items from seed {self.eval_seed}; prompt mode {modes}"
-        )
-
-
-@dataclass(frozen=True)
-class MergeCheck:
-    """Does the merged file answer like base + the adapter it was built from?"""
-
-    adapter: Path
-    identical: int  # items whose answer texts are byte-identical
-    n: int
-
-    @property
-    def agreement(self) -> float:
-        return self.identical / self.n
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 @dataclass(frozen=True)
 class SuiteResult:
-    """What the evaluation found, per prompt mode, plus the written report."""
+    """The record of one run, and where its reports were written."""
 
-    config: SuiteConfig
-    items: tuple[Item, ...]
-    files_identical: bool
-    runs: Mapping[str, ModelRun]  # "base", "merged", and "base (chat)" etc. for extra modes
-    baselines: Mapping[str, ModelRun]
-    scores: Mapping[str, tuple[ItemScore, ...]]
-    comparisons: Mapping[PromptMode, Comparison]
-    gate_failures: tuple[str, ...]
-    report: Mapping[str, Any]
+    record: EvalRecord
     report_dir: Path | None
-    findings: tuple[Any, ...] = ()
-    merge_check: MergeCheck | None = None
-
-    @property
-    def gain_lost_in_chat(self) -> Any:
-        """The finding that the gain (mostly) disappears in the chat format, if it was made."""
-        return next((f for f in self.findings if f.code == GAIN_LOST_IN_CHAT), None)
-
-    @property
-    def comparison(self) -> Comparison:
-        return self.comparisons[self.config.primary_mode]
 
 
-def run_label(side: str, mode: PromptMode, primary: PromptMode) -> str:
-    """``base``/``merged`` for the primary prompt mode, ``base (chat)`` etc. for the other."""
-    return side if mode is primary else f"{side} ({mode.value})"
+@dataclass(frozen=True)
+class Plan:
+    """What a run will do, fixed (and checked) before any model work."""
 
+    settings: Settings
+    base: ModelSpec | None  # None for ``simonsca eval`` (one model)
+    merged: ModelSpec
+    items: tuple[Item, ...]
+    run_id: str
+    reports_dir: Path | None
 
-def check_files(config: SuiteConfig) -> None:
-    """Fail fast, with one line naming the file, before any model is loaded."""
-    for spec, side in ((config.base, "base"), (config.merged, "merged")):
-        check_gguf(spec.path, f"{side} model")
-        if spec.lora is not None:
-            check_gguf(spec.lora, f"{side} adapter")
-        if spec.built_from is not None:
-            check_gguf(spec.built_from, f"{side} model's source adapter")
-
-
-def run_suite(
-    config: SuiteConfig,
-    *,
-    on_stage: Callable[[str], None] | None = None,
-) -> SuiteResult:
-    """Evaluate base and merged on the same held-out items and compare them."""
-    say = on_stage or (lambda message: print(message, file=sys.stderr))
-    check_files(config)
-    items = tuple(
-        dataset.eval_items(config.eval_size, config.eval_seed, dataset.families(config.eval_family))
-    )
-    same = identical_files(
-        config.base.path, config.merged.path, config.base.lora, config.merged.lora
-    )
-
-    runs: dict[str, ModelRun] = {}
-    if same:
-        say(
-            "simonsca: base and merged files are byte-identical -- nothing to run (verdict: identical)"
+    def describe(self) -> str:
+        modes = "+".join(self.settings.prompt_modes)
+        s = self.settings
+        sizes = []
+        if "generate" in s.scoring_modes:
+            sizes.append(f"{s.eval_size} generated")
+        if "teacher-forced" in s.scoring_modes:
+            sizes.append(f"{s.forced_size} teacher-forced")
+        who = (
+            f"base={self.base.label} vs merged={self.merged.label}"
+            if self.base is not None
+            else f"model={self.merged.label}"
         )
-    else:
-        for side, spec in (("base", config.base), ("merged", config.merged)):
-            say(f"simonsca: loading {side} model {spec.label}")
-            model = _load(config, spec.path, spec.lora)
-            try:
-                for mode in config.prompt_modes:
-                    label = run_label(side, mode, config.primary_mode)
-                    runs[label] = evaluate(
-                        model, items, prompt_mode=mode, cache=config.cache, progress=config.progress
-                    )
-            finally:
-                model.close()
-    merge_check = None
-    if not same and config.merged.built_from is not None:
-        merge_check = _check_merge(config, items, runs["merged"], say)
-
-    baselines = run_baselines(items)
-    scores = {
-        label: tuple(score_item(item, p.text) for item, p in zip(items, run.predictions))
-        for label, run in {**runs, **baselines}.items()
-    }
-    trivial = {name: scores[name] for name in baselines}
-    comparisons: dict[PromptMode, Comparison] = {}
-    for mode in config.prompt_modes:
-        b, m = (
-            run_label("base", mode, config.primary_mode),
-            run_label("merged", mode, config.primary_mode),
-        )
-        if same:
-            comparisons[mode] = files_identical_comparison(
-                len(items), max_family_regression=_family_limit(config.gate)
-            )
-            continue
-        comparisons[mode] = compare_scores(
-            scores[b],
-            scores[m],
-            base_texts=[p.text for p in runs[b].predictions],
-            merged_texts=[p.text for p in runs[m].predictions],
-            baselines=trivial,
-            max_family_regression=_family_limit(config.gate),
+        return (
+            f"{who}; {' and '.join(sizes)} {s.eval_family} items from seed {s.eval_seed}; "
+            f"prompt mode {modes}"
         )
 
-    primary = comparisons[config.primary_mode]
-    failures = tuple(config.gate.check(primary))
-    findings = _findings(config, comparisons, say)
-    report = _build_report(config, items, runs, baselines, primary, comparisons, same)
-    report["findings"] = [f.to_dict() for f in findings]
-    if merge_check is not None:
-        report["merge_check"] = {
-            "adapter": str(merge_check.adapter),
-            "identical": merge_check.identical,
-            "n": merge_check.n,
-        }
-    report_dir = None
-    if config.reports_dir is not None:
-        from simonsca.report import write_reports
 
-        report_dir = write_reports(report, config.reports_dir)
-    return SuiteResult(
-        config=config,
-        items=items,
-        files_identical=same,
-        runs=runs,
-        baselines=baselines,
-        scores=scores,
-        comparisons=comparisons,
-        gate_failures=failures,
-        report=report,
-        report_dir=report_dir,
-        findings=findings,
-        merge_check=merge_check,
-    )
+# --------------------------------------------------------------------------- planning
 
 
-def _load(config: SuiteConfig, path: Path, lora: Path | None) -> LlamaCppModel:
-    return LlamaCppModel(
-        path,
-        lora_path=lora,
-        n_ctx=config.n_ctx,
-        n_threads=config.n_threads,
-        n_gpu_layers=config.n_gpu_layers,
-        chat_template=config.chat_template,
-    )
-
-
-def _check_merge(
-    config: SuiteConfig, items: tuple[Item, ...], merged: ModelRun, say: Callable[[str], None]
-) -> MergeCheck:
-    adapter = config.merged.built_from
-    assert adapter is not None
-    say(f"simonsca: checking the merge -- base + {adapter.name} applied at run time")
-    model = _load(config, config.base.path, adapter)
-    try:
-        run = evaluate(
-            model,
-            items,
-            prompt_mode=config.primary_mode,
-            cache=config.cache,
-            progress=config.progress,
-        )
-    finally:
-        model.close()
-    same = sum(a.text == b.text for a, b in zip(run.predictions, merged.predictions))
-    return MergeCheck(adapter=adapter, identical=same, n=len(items))
-
-
-def _findings(
-    config: SuiteConfig,
-    comparisons: Mapping[PromptMode, Comparison],
-    say: Callable[[str], None],
-) -> tuple[Any, ...]:
-    """Causes, when the finetune changed nothing (forensics) or only in one prompt format."""
-    from simonsca.forensics import Finding, Severity, explain_failure
-
-    found: list[Any] = []
-    raw, chat = comparisons.get(PromptMode.RAW), comparisons.get(PromptMode.CHAT)
-    if raw is not None and chat is not None and _gain_lost_in_chat(raw, chat):
-        raw_d, chat_d = raw.delta("cell_accuracy"), chat.delta("cell_accuracy")
-        found.append(
-            Finding(
-                GAIN_LOST_IN_CHAT,
-                Severity.WARNING,
-                "the finetune's gain is (mostly) lost in the chat format: cell accuracy "
-                f"{_signed_pp(raw_d)} raw, {_signed_pp(chat_d)} chat ({chat.verdict.value})",
-                "Chat apps (LM Studio, ...) wrap prompts in the chat template; the finetuned "
-                "behaviour is only reachable with raw completion prompts.",
-                {
-                    "raw_cell_gain": raw_d.diff if raw_d else None,
-                    "chat_cell_gain": chat_d.diff if chat_d else None,
-                    "chat_verdict": chat.verdict.value,
-                },
-            )
-        )
-    if comparisons[config.primary_mode].verdict in (Verdict.IDENTICAL, Verdict.NO_EFFECT):
-        say("simonsca: looking for causes (weight diff, adapter vs quantisation step)")
-        base, merged = config.base, config.merged
-        found.extend(
-            explain_failure(
-                base=base.path,
-                merged=merged.path if merged.path != base.path else None,
-                adapter=merged.lora,
-            )
-        )
-    return tuple(found)
-
-
-#: The chat-format gain must keep at least this share of the raw gain (cell accuracy).
-CHAT_GAIN_SHARE = 0.5
-
-
-def run_baselines(items: Sequence[Item]) -> dict[str, ModelRun]:
-    """Every trivial baseline (and the oracle) on ``items``: the bar the models are read against."""
-    return {
-        name: evaluate(cls(), items, cache=False, progress=False) for name, cls in BASELINES.items()
-    }
-
-
-def _gain_lost_in_chat(raw: Comparison, chat: Comparison) -> bool:
-    """Raw improved, but chat did not -- or kept less than half of the raw gain."""
-    if raw.verdict is not Verdict.IMPROVED:
-        return False
-    if chat.verdict is not Verdict.IMPROVED:
-        return True
-    raw_d, chat_d = raw.delta("cell_accuracy"), chat.delta("cell_accuracy")
-    return raw_d is not None and chat_d is not None and chat_d.diff < CHAT_GAIN_SHARE * raw_d.diff
-
-
-def _signed_pp(delta: Any) -> str:
-    return "n/a" if delta is None else f"{100 * delta.diff:+.1f} pp"
-
-
-def evaluate_one(
-    model_path: str | os.PathLike[str], settings: Mapping[str, Any]
-) -> tuple[list[Item], dict[str, ModelRun], dict[str, ModelRun]]:
-    """``simonsca eval``: one model (optionally + LoRA) and the baselines on the eval items."""
-    s = {**DEFAULTS, **settings}
-    lora = s.get("lora")
-    check_gguf(model_path, "model")
-    if lora:
-        check_gguf(lora, "adapter")
-    items = dataset.eval_items(
-        _int(s, "eval_size", minimum=1),
-        _int(s, "eval_seed", minimum=dataset.EVAL_SEED_START),
-        dataset.families(str(s["eval_family"])),
-    )
-    model = LlamaCppModel(
-        model_path,
-        lora_path=lora,
-        n_ctx=_int(s, "n_ctx", minimum=64),
-        n_threads=s.get("n_threads"),
-        n_gpu_layers=int(s.get("n_gpu_layers") or 0),
-        chat_template=s.get("chat_template"),
-    )
-    runs: dict[str, ModelRun] = {}
-    try:
-        modes = prompt_modes(str(s["prompt_mode"]))
-        for mode in modes:
-            runs[run_label("model", mode, modes[0])] = evaluate(model, items, prompt_mode=mode)
-    finally:
-        model.close()
-    baselines = run_baselines(items)
-    return items, runs, baselines
-
-
-def _family_limit(gate: Gate) -> float:
-    limit = gate.max_family_regression
-    return float(DEFAULTS["max_family_regression"] if limit is None else limit)
-
-
-def _build_report(
-    config: SuiteConfig,
-    items: tuple[Item, ...],
-    runs: Mapping[str, ModelRun],
-    baselines: Mapping[str, ModelRun],
-    primary: Comparison,
-    comparisons: Mapping[PromptMode, Comparison],
-    same: bool,
-) -> dict[str, Any]:
-    from simonsca.report import build_report
-
-    report = build_report(
-        list(items),
-        runs,
-        baselines=baselines,
-        comparison=primary,
-        gate=config.gate,
-        files_identical=same,
-    )
-    report["compared"] = config.describe()
-    report["models_compared"] = {
-        side: {
-            "path": str(spec.path),
-            "lora": str(spec.lora) if spec.lora else None,
-            "origin": spec.origin,
-        }
-        for side, spec in (("base", config.base), ("merged", config.merged))
-    }
-    report["comparisons_by_prompt_mode"] = {
-        mode.value: comparison.to_dict() for mode, comparison in comparisons.items()
-    }
-    return report
-
-
-# --- configuration ---------------------------------------------------------------------------
-
-
-def read_pyproject_settings(root: Path) -> dict[str, Any]:
-    """``[tool.simonsca]`` from ``root/pyproject.toml`` (empty when absent)."""
-    import tomllib
-
-    path = root / "pyproject.toml"
-    if not path.is_file():
-        return {}
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: not valid TOML ({error})") from None
-    settings = data.get("tool", {}).get("simonsca", {})
-    unknown = sorted(set(settings) - set(DEFAULTS))
-    if unknown:
-        raise ConfigError(
-            f"{path}: unknown [tool.simonsca] key(s) {', '.join(unknown)}; "
-            f"known: {', '.join(sorted(DEFAULTS))}"
-        )
-    return dict(settings)
-
-
-def prompt_modes(value: str) -> tuple[PromptMode, ...]:
-    """``raw``, ``chat`` or ``both`` (raw first)."""
-    if value == "both":
-        return (PromptMode.RAW, PromptMode.CHAT)
-    try:
-        return (PromptMode(value),)
-    except ValueError:
-        raise ConfigError(f"prompt mode must be raw, chat or both, got {value!r}") from None
-
-
-def resolve_models(
-    base: str | os.PathLike[str] | None,
-    merged: str | os.PathLike[str] | None,
-    lora: str | os.PathLike[str] | None,
-) -> tuple[ModelSpec, ModelSpec]:
+def resolve_models(settings: Settings) -> tuple[ModelSpec, ModelSpec]:
     """Which two models to compare.
 
-    * ``--base-model A --merged-model B``: A vs B (``--lora`` then applies to B at load).
-    * ``--base-model A --lora L``: A vs A + L.
+    * ``--base-model A --merged-model B``: A vs B (``--lora`` then applies to B at load);
+    * ``--base-model A --lora L``: A vs A + L;
     * nothing: the built-in pair -- Gemma 3 270M base vs the merged positive control.
     """
+    base, merged, lora = settings.base_model, settings.merged_model, settings.lora
     if base is None and merged is None and lora is None:
         from simonsca.default_models import default_pair
 
@@ -460,60 +121,605 @@ def resolve_models(
 
         base_spec = ModelSpec(gemma_base_path(), origin="built-in Gemma 3 270M base")
     else:
-        base_spec = ModelSpec(Path(base))
+        base_spec = ModelSpec(_location(base))
     if merged is None:
         if lora is None:
             raise ConfigError("--base-model needs --merged-model or --lora to compare against")
         return base_spec, ModelSpec(base_spec.path, Path(lora), origin=base_spec.origin)
-    return base_spec, ModelSpec(Path(merged), Path(lora) if lora else None)
-
-
-def build_config(settings: Mapping[str, Any], **overrides: Any) -> SuiteConfig:
-    """A :class:`SuiteConfig` from ``[tool.simonsca]`` settings and command-line overrides
-    (``None`` overrides are ignored, so unset options fall back to the file, then defaults)."""
-    merged = {**DEFAULTS, **settings, **{k: v for k, v in overrides.items() if v is not None}}
-    base, other = resolve_models(
-        merged.pop("base_model", None), merged.pop("merged_model", None), merged.pop("lora", None)
+    built_from = Path(settings.merged_from_lora) if settings.merged_from_lora else None
+    return base_spec, ModelSpec(
+        _location(merged), Path(lora) if lora else None, built_from=built_from
     )
-    merged_from = merged.pop("merged_from_lora", None)
-    if merged_from is not None:
-        if other.lora is not None or other.path == base.path:
-            raise ConfigError("--merged-from-lora needs --merged-model (a merged file to check)")
-        other = replace(other, built_from=Path(merged_from))
-    gate = Gate.from_mapping(merged)
-    size = _int(merged, "eval_size", minimum=1)
-    seed = _int(merged, "eval_seed", minimum=dataset.EVAL_SEED_START)
-    dataset.families(str(merged["eval_family"]))  # validate the name early
-    min_parse = merged.get("min_parse_rate")
-    reports = merged.get("reports_dir")
-    config = SuiteConfig(
-        base=base,
-        merged=other,
-        eval_size=size,
-        eval_seed=seed,
-        eval_family=str(merged["eval_family"]),
-        prompt_modes=prompt_modes(str(merged["prompt_mode"])),
-        chat_template=merged.get("chat_template"),
-        n_ctx=_int(merged, "n_ctx", minimum=64),
-        n_threads=merged.get("n_threads"),
-        n_gpu_layers=int(merged.get("n_gpu_layers") or 0),
-        gate=gate,
-        min_merge_agreement=float(merged["min_merge_agreement"]),
-        min_parse_rate=None if min_parse is None else float(min_parse),
-        require_skill=bool(merged.get("require_skill")),
-        reports_dir=None if reports in (None, "", False) else Path(reports),
-        cache=bool(merged.get("cache", True)),
-        progress=bool(merged.get("progress", True)),
+
+
+def _location(text: str) -> Path | str:
+    """A served model's URL stays text; anything else is a file path."""
+    return text if text.startswith(("http://", "https://")) else Path(text)
+
+
+def make_run_id(created: datetime | None = None) -> str:
+    """``YYYYmmdd-HHMMSS-<6 random hex>``: sortable by time, never the same twice."""
+    created = created or datetime.now(UTC)
+    return f"{created.astimezone(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def plan(settings: Settings, *, single: str | None = None) -> Plan:
+    """Check everything the run will need, before any model work: model and adapter files (and
+    that adapters fit their base, from the GGUF headers), context sizes against what the models
+    were trained with, the reports folder, the run id; then build the items."""
+    if single is not None:
+        base = None
+        merged = ModelSpec(_location(single), Path(settings.lora) if settings.lora else None)
+    else:
+        base, merged = resolve_models(settings)
+    for spec, side in ((base, "base"), (merged, "merged" if single is None else "")):
+        if spec is not None:
+            _preflight_model(spec, settings, side)
+    reports_dir = _preflight_reports(settings)
+    run_id = settings.run_id or make_run_id()
+    if reports_dir is not None and (reports_dir / run_id).exists():
+        raise ConfigError(
+            f"{reports_dir / run_id} already exists: a report for run {run_id} is there; "
+            "choose another --run-id (under pytest: --simonsca-run-id)"
+        )
+    items = tuple(
+        dataset.eval_items(
+            settings.n_items, settings.eval_seed, dataset.families(settings.eval_family)
+        )
     )
-    return config
+    return Plan(settings, base, merged, items, run_id, reports_dir)
 
 
-def _int(settings: Mapping[str, Any], key: str, *, minimum: int) -> int:
-    value = settings.get(key)
+def _preflight_model(spec: ModelSpec, settings: Settings, side: str) -> None:
+    role = f"{side} model".strip()
+    if spec.is_url:
+        return  # checked when the server is first asked (it may be starting)
+    assert isinstance(spec.path, Path)
+    model = open_gguf(spec.path, role)
+    if model.is_adapter:
+        raise ConfigError(
+            f"{role} file {spec.path} is a LoRA adapter, not a model; pass it with --lora"
+        )
+    trained = model.context_length
+    if trained and settings.n_ctx > trained:
+        raise ContextTooSmall(
+            f"--n-ctx {settings.n_ctx} is larger than the {trained} tokens {spec.path.name} was "
+            f"trained with; pass --n-ctx {trained} or less"
+        )
+    if "chat" in settings.prompt_modes:
+        # Chat mode needs a template: the GGUF's own (compiled and tried on one message here, so
+        # a malformed or runaway template is one line before any model work) or a fallback.
+        from simonsca.models.llamacpp import FALLBACK_CHAT_TEMPLATES, ChatTemplate
+
+        if model.chat_template is not None:
+            ChatTemplate(model.chat_template, path=spec.path, bos="", eos="").render("SimonsCA1")
+        elif settings.chat_template is None:
+            raise ConfigError(
+                f"{role} {spec.path} has no chat template, and --prompt-mode "
+                f"{settings.prompt_mode} needs one; pass --chat-template "
+                + "|".join(FALLBACK_CHAT_TEMPLATES)
+            )
+    for adapter, what in ((spec.lora, "adapter"), (spec.built_from, "source adapter")):
+        if adapter is None:
+            continue
+        header = open_gguf(adapter, f"{side} {what}".strip())
+        problem = adapter_fit_problem(model, header)
+        if problem is not None:
+            from simonsca.errors import AdapterMismatch
+
+            raise AdapterMismatch(f"{what} {adapter} does not fit {role} {spec.path}: {problem}")
+
+
+def _preflight_reports(settings: Settings) -> Path | None:
+    if not settings.reports_dir:
+        return None
+    from simonsca.report.files import prepare_reports_dir
+
+    return prepare_reports_dir(Path(settings.reports_dir))
+
+
+# --------------------------------------------------------------------------- running models
+
+
+def _load(spec: ModelSpec, settings: Settings, *, lora: Path | None = None) -> Model:
+    adapter = lora if lora is not None else spec.lora
+    if spec.is_url:
+        from simonsca.models.loading import open_served_model
+
+        if adapter is not None:
+            raise ConfigError(
+                "--lora applies to GGUF files; for a served model name the adapter in the URL "
+                "(URL#adapter-name)"
+            )
+        return open_served_model(
+            str(spec.path),
+            concurrency=settings.concurrency,
+            timeout=settings.request_timeout,
+            chat_template=settings.chat_template,
+            n_ctx=settings.n_ctx,
+        )
+    from simonsca.models.llamacpp import LlamaCppModel
+
+    return LlamaCppModel(
+        spec.path,
+        lora_path=adapter,
+        n_ctx=settings.n_ctx,
+        n_threads=settings.n_threads,
+        n_gpu_layers=settings.n_gpu_layers,
+        n_seq=settings.batch_size,
+        chat_template=settings.chat_template,
+    )
+
+
+@contextmanager
+def _loaded(spec: ModelSpec, settings: Settings, *, lora: Path | None = None) -> Iterator[Model]:
+    model = _load(spec, settings, lora=lora)
     try:
-        number = int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ConfigError(f"{key} must be an integer, got {value!r}") from None
-    if number < minimum:
-        raise ConfigError(f"{key} must be >= {minimum}, got {number}")
-    return number
+        yield model
+    finally:
+        model.close()
+
+
+@dataclass(frozen=True)
+class _Runs:
+    generation: dict[str, GenerationRun]  # label -> run
+    forced: dict[str, ForcedRun]
+    specs: dict[str, tuple[str, ModelSpec]]  # label -> (side, spec)
+    # merged label -> the largest margin by which the merged model's top choice beat the base's
+    # answer, over the items whose answers differ (see :func:`_flip_margin`)
+    flips: dict[str, float]
+
+
+def run_label(side: str, mode: str, primary: str) -> str:
+    """``base``/``merged`` for the primary prompt mode, ``base (chat)`` etc. for the other."""
+    return side if mode == primary else f"{side} ({mode})"
+
+
+def _run_models(
+    p: Plan, sides: Sequence[tuple[str, ModelSpec]], cache: AnswerCache | None, say: Say
+) -> tuple[_Runs, NoiseFloor | None]:
+    s = p.settings
+    runs = _Runs({}, {}, {}, {})
+    noise: NoiseFloor | None = None
+    primary = s.prompt_modes[0]
+    gen_items = p.items[: s.eval_size]
+    forced_items = p.items[: s.forced_size]
+    for side, spec in sides:
+        say(f"simonsca: loading {'the' if side == 'model' else side} model {spec.label}")
+        with _loaded(spec, s) as model:
+            _refuse_unsupported(model, s)
+            for mode in s.prompt_modes:
+                label = run_label(side, mode, primary)
+                runs.specs[label] = (side, spec)
+                if "generate" in s.scoring_modes:
+                    runs.generation[label] = generate(
+                        model,
+                        gen_items,
+                        prompt_mode=mode,
+                        cache=cache,
+                        progress=s.progress,
+                        early_stop=s.early_stop,
+                        label=label,
+                    )
+                if "teacher-forced" in s.scoring_modes:
+                    runs.forced[label] = teacher_force(
+                        model,
+                        forced_items,
+                        prompt_mode=mode,
+                        cache=cache,
+                        progress=s.progress,
+                        label=label,
+                    )
+            if side in ("base", "model") and "teacher-forced" in s.scoring_modes:
+                noise = _noise_floor(model, forced_items, runs.forced[side])
+            if side == "merged" and "teacher-forced" in model.capabilities:
+                for mode in s.prompt_modes:
+                    base, merged = run_label("base", mode, primary), run_label(side, mode, primary)
+                    if (
+                        base in runs.generation
+                        and merged in runs.generation
+                        and _likelihood_within_noise(runs, base, merged, noise, s.alpha)
+                    ):
+                        runs.flips[merged] = _flip_margin(
+                            model, runs.generation[base], runs.generation[merged]
+                        )
+    return runs, noise
+
+
+def _likelihood_within_noise(
+    runs: _Runs, base: str, merged: str, noise: NoiseFloor | None, alpha: float
+) -> bool:
+    """Whether the answer NLL moved no more than the noise floor: only then can the answers'
+    flips decide between INERT and not (otherwise measuring them is wasted work)."""
+    if noise is None or base not in runs.forced or merged not in runs.forced:
+        return False
+    from simonsca.stats import paired_bootstrap
+
+    d = paired_bootstrap(
+        [lik.nll for lik in runs.forced[base].likelihoods],
+        [lik.nll for lik in runs.forced[merged].likelihoods],
+        confidence=1 - alpha,
+    )
+    return -noise.item_nll <= d.low and d.high <= noise.item_nll
+
+
+def _flip_margin(model: Model, base: GenerationRun, merged: GenerationRun) -> float:
+    """Where the merged model's answer differs from the base's: teacher-force the base's answer
+    through the merged model; the largest margin by which its top choice beat a token of that
+    answer, over every differing item (0 when no answer differs). Within the noise floor, the
+    answers differ only as two groupings of the same model's arithmetic can."""
+    from simonsca.models.base import LikelihoodRequest
+
+    requests = [
+        LikelihoodRequest(b.prompt, b.text, STOP[0] if b.finish_reason == "stop" else "")
+        for b, m in zip(base.predictions, merged.predictions)
+        if b.text != m.text
+    ]
+    worst = 0.0
+    for _, lik in model.likelihood_many(requests):
+        worst = max(worst, max(lik.margins, default=0.0))
+    return worst
+
+
+def _refuse_unsupported(model: Model, settings: Settings) -> None:
+    missing = [m for m in settings.scoring_modes if m not in model.capabilities]
+    if missing:
+        raise ConfigError(
+            f"{model.name} ({model.info.backend}) cannot do {' or '.join(missing)} scoring; "
+            f"pass --scoring {'generate' if 'generate' in model.capabilities else 'teacher-forced'}"
+        )
+
+
+def _noise_floor(model: Model, items: Sequence[Item], run: ForcedRun) -> NoiseFloor | None:
+    """Score a few answers again with another grouping of tokens into decode calls; the largest
+    change is what numerical noise alone can do."""
+    regroup = getattr(model, "likelihood_many", None)
+    from simonsca.models.llamacpp import LlamaCppModel
+
+    if not isinstance(model, LlamaCppModel) or regroup is None:
+        return None
+    from simonsca.models.base import LikelihoodRequest
+    from simonsca.runner import prompt_for
+
+    chosen = list(items[:NOISE_ITEMS])
+    requests = [
+        LikelihoodRequest(prompt_for(model, item, run.prompt_mode), item.output, STOP[0])
+        for item in chosen
+    ]
+    item_nll, token = 0.0, 0.0
+    for k, other in model.likelihood_many(requests, stepwise=True):
+        first = run.likelihoods[k]
+        item_nll = max(item_nll, abs(first.nll - other.nll))
+        token = max(
+            token, max((abs(a - b) for a, b in zip(first.logprobs, other.logprobs)), default=0.0)
+        )
+    return NoiseFloor(
+        item_nll=item_nll,
+        token_logprob=token,
+        n_items=len(chosen),
+        method="the base (or only) model's answers re-scored one token per decode call, as "
+        "greedy generation decodes",
+    )
+
+
+def _merge_check(
+    p: Plan, cache: AnswerCache | None, merged_run: GenerationRun, say: Say
+) -> MergeCheck | None:
+    adapter = p.merged.built_from
+    if adapter is None or p.base is None:
+        return None
+    say(f"simonsca: checking the merge -- base + {adapter.name} applied at run time")
+    s = p.settings
+    with _loaded(p.base, s, lora=adapter) as model:
+        run = generate(
+            model,
+            p.items[: s.eval_size],
+            prompt_mode=s.prompt_modes[0],
+            cache=cache,
+            progress=s.progress,
+            early_stop=s.early_stop,
+            label="base + adapter",
+        )
+    same = sum(a.text == b.text for a, b in zip(run.predictions, merged_run.predictions))
+    return MergeCheck(adapter=adapter.name, identical=same, n=len(run.predictions))
+
+
+# --------------------------------------------------------------------------- scoring, records
+
+
+def _answer_record(item: Item, prediction: object) -> AnswerRecord:
+    from simonsca.runner import Prediction
+
+    assert isinstance(prediction, Prediction)
+    parsed, score = score_text(item, prediction.text)
+    value = None
+    if parsed.value is not None:
+        value = tuple(tuple(int(v) for v in row) for row in parsed.value.tolist())
+    return AnswerRecord(
+        text=prediction.text,
+        n_tokens=prediction.n_tokens,
+        finish_reason=prediction.finish_reason,
+        cached=prediction.cached,
+        value=value,
+        notes=tuple(parsed.notes),
+        score=score,
+        prompt=None if prediction.prompt == item.prompt else prediction.prompt,
+    )
+
+
+def _grid(array: object) -> tuple[tuple[int, ...], ...]:
+    import numpy as np
+
+    a = np.asarray(array)
+    if a.ndim == 1:
+        a = a.reshape(1, -1)
+    return tuple(tuple(int(v) for v in row) for row in a.tolist())
+
+
+def _item_records(
+    items: Sequence[Item],
+    generation: Mapping[str, GenerationRun],
+    forced: Mapping[str, ForcedRun],
+) -> tuple[ItemRecord, ...]:
+    out = []
+    for k, item in enumerate(items):
+        answers = {
+            label: _answer_record(item, run.predictions[k])
+            for label, run in generation.items()
+            if k < len(run.predictions)
+        }
+        scores = {
+            label: forced_score(item, run.likelihoods[k])
+            for label, run in forced.items()
+            if k < len(run.likelihoods)
+        }
+        out.append(
+            ItemRecord(
+                seed=item.seed,
+                generator=item.generator,
+                family=item.family,
+                facets=item.family_facets,
+                task=item.task.value,
+                wrap_x=item.wrap_x,
+                wrap_y=item.wrap_y,
+                generations=item.generations,
+                symbols={
+                    "live": item.symbols.live,
+                    "dead": item.symbols.dead,
+                    "row_sep": item.symbols.row_sep,
+                    "cell_sep": item.symbols.cell_sep,
+                },
+                prompt=item.prompt,
+                input_grid=_grid(item.grid),
+                expected=item.output,
+                expected_value=_grid(item.expected),
+                answers=answers,
+                forced=scores,
+            )
+        )
+    return tuple(out)
+
+
+def _model_entries(
+    runs: _Runs, baselines: Mapping[str, GenerationRun], merge_run_label: str | None = None
+) -> tuple[ModelEntry, ...]:
+    entries = []
+    labels = list(dict.fromkeys([*runs.generation, *runs.forced]))
+    for label in labels:
+        side, spec = runs.specs[label]
+        gen = runs.generation.get(label)
+        tf = runs.forced.get(label)
+        info = (gen or tf).info  # type: ignore[union-attr]
+        finish: dict[str, int] = {}
+        for pred in gen.predictions if gen else ():
+            finish[pred.finish_reason] = finish.get(pred.finish_reason, 0) + 1
+        entries.append(
+            ModelEntry(
+                label=label,
+                side=side,
+                kind="model",
+                prompt_mode=(gen or tf).prompt_mode.value,  # type: ignore[union-attr]
+                info=info,
+                origin=spec.origin,
+                generation_seconds=gen.seconds if gen else 0.0,
+                generation_items_per_second=gen.items_per_second if gen else None,
+                n_answers=len(gen.predictions) if gen else 0,
+                n_cached=sum(p.cached for p in gen.predictions) if gen else 0,
+                n_generated_tokens=sum(p.n_tokens for p in gen.predictions) if gen else 0,
+                finish_reasons=finish,
+                forced_seconds=tf.seconds if tf else 0.0,
+                forced_items_per_second=tf.items_per_second if tf else None,
+                n_forced=len(tf.likelihoods) if tf else 0,
+            )
+        )
+    for label, run in baselines.items():
+        entries.append(
+            ModelEntry(
+                label=label,
+                side="baseline",
+                kind="baseline",
+                prompt_mode=run.prompt_mode.value,
+                info=run.info,
+                n_answers=len(run.predictions),
+                finish_reasons={"stop": len(run.predictions)},
+            )
+        )
+    return tuple(entries)
+
+
+def run_baselines(items: Sequence[Item]) -> dict[str, GenerationRun]:
+    """Every trivial baseline (and the oracle) on ``items``: the bar the models are read
+    against."""
+    return {name: answer_baseline(cls(), items) for name, cls in BASELINES.items()}
+
+
+def _compare_mode(
+    items: Sequence[ItemRecord],
+    base: str,
+    merged: str,
+    baselines: Sequence[str],
+    noise: NoiseFloor | None,
+    alpha: float,
+    flip_margin: float | None,
+) -> Comparison:
+    answered = [i for i in items if base in i.answers]
+    forced = [i for i in items if base in i.forced]
+    return compare_runs(
+        base=[i.answers[base].score for i in answered],
+        merged=[i.answers[merged].score for i in answered],
+        base_texts=[i.answers[base].text for i in answered],
+        merged_texts=[i.answers[merged].text for i in answered],
+        baselines={b: [i.answers[b].score for i in items] for b in baselines},
+        base_forced=[i.forced[base] for i in forced],
+        merged_forced=[i.forced[merged] for i in forced],
+        noise=noise,
+        flip_margin=flip_margin,
+        alpha=alpha,
+    )
+
+
+def _findings(
+    p: Plan, comparison: Comparison | None, files_identical: bool, say: Say
+) -> tuple[Finding, ...]:
+    """Causes, when the finetune changed nothing (forensics on the files)."""
+    from simonsca.compare import Verdict
+
+    if p.base is None or p.base.is_url or p.merged.is_url:
+        return ()
+    quiet = files_identical or (
+        comparison is not None and comparison.verdict in (Verdict.INERT, Verdict.NO_EFFECT)
+    )
+    if not quiet:
+        return ()
+    from simonsca.forensics import explain_failure
+
+    say("simonsca: looking for causes (weight diff, adapter vs quantisation step)")
+    merged = p.merged.path if p.merged.path != p.base.path else None
+    return explain_failure(base=p.base.path, merged=merged, adapter=p.merged.lora)
+
+
+def _chat_finding(record: EvalRecord) -> Finding | None:
+    outcome = record.check("gain_holds_in_chat_format")
+    if not outcome.failed:
+        return None
+    return Finding(
+        GAIN_LOST_IN_CHAT,
+        Severity.WARNING,
+        "the finetune's gain exists only in the raw training format",
+        outcome.message,
+        {},
+    )
+
+
+def evaluate_plan(p: Plan, *, say: Say = _stderr) -> EvalRecord:
+    """Run a checked :class:`Plan` and judge it; the record of the run."""
+    s = p.settings
+    created = now_iso()
+    cache = open_cache(s.cache)
+    try:
+        sides: list[tuple[str, ModelSpec]]
+        if p.base is None:
+            sides = [("model", p.merged)]
+            same = False
+        else:
+            sides = [("base", p.base), ("merged", p.merged)]
+            same = (
+                not p.base.is_url
+                and not p.merged.is_url
+                and identical_files(p.base.path, p.merged.path, p.base.lora, p.merged.lora)
+            )
+        if same:
+            say(
+                "simonsca: base and merged files are byte-identical -- nothing to run "
+                "(verdict: identical)"
+            )
+            runs, noise = _Runs({}, {}, {}, {}), None
+        else:
+            runs, noise = _run_models(p, sides, cache, say)
+        merge_check = None
+        if not same and "merged" in runs.generation:
+            merge_check = _merge_check(p, cache, runs.generation["merged"], say)
+    finally:
+        if cache is not None:
+            cache.close()
+
+    baselines = run_baselines(p.items)
+    items = _item_records(p.items, {**runs.generation, **baselines}, runs.forced)
+    summaries = {
+        label: summarize(
+            [i.answers[label].score for i in items if label in i.answers], GENERATION_METRICS
+        )
+        for label in [*runs.generation, *baselines]
+    }
+    forced_summaries = {
+        label: summarize([i.forced[label] for i in items if label in i.forced], FORCED_METRICS)
+        for label in runs.forced
+    }
+    comparisons: dict[str, Comparison] = {}
+    if p.base is not None and not same:
+        primary = s.prompt_modes[0]
+        for mode in s.prompt_modes:
+            comparisons[mode] = _compare_mode(
+                items,
+                run_label("base", mode, primary),
+                run_label("merged", mode, primary),
+                list(baselines),
+                noise,
+                s.alpha,
+                runs.flips.get(run_label("merged", mode, primary)),
+            )
+    comparison = comparisons.get(s.prompt_modes[0])
+    findings = _findings(p, comparison, same, say)
+    infos = [run.info for run in runs.generation.values()]
+    infos += [run.info for run in runs.forced.values()]
+    warnings = tuple(w for info in infos for w in _info_warnings(info))
+    evaluation = Evaluation(
+        settings=s,
+        compared=p.describe(),
+        items=items,
+        models=_model_entries(runs, baselines),
+        summaries=summaries,
+        forced_summaries=forced_summaries,
+        comparisons=comparisons,
+        files_identical=same,
+        merge_check=merge_check,
+        noise=noise,
+        findings=findings,
+        warnings=tuple(dict.fromkeys(warnings)),
+    )
+    record = EvalRecord(
+        schema=SCHEMA,
+        run_id=p.run_id,
+        created=created,
+        environment=Environment.current(),
+        evaluation=evaluation,
+        checks=evaluate_checks(evaluation),
+    )
+    chat = _chat_finding(record)
+    if chat is not None:
+        record = replace(record, evaluation=replace(evaluation, findings=(*findings, chat)))
+    return record
+
+
+def _info_warnings(info: ModelInfo) -> list[str]:
+    if info.served:
+        return [
+            (
+                "answers are cached under what the server reports about the model (its id and "
+                "version), which is weaker than a file hash: clear the cache (or pass "
+                "--no-cache) after changing the served weights under the same name"
+            )
+        ]
+    return []
+
+
+def run_suite(settings: Settings, *, say: Say = _stderr, single: str | None = None) -> SuiteResult:
+    """Plan, run, judge and write the reports: what ``pytest evals/`` and the CLI run."""
+    checked = plan(settings, single=single)
+    record = evaluate_plan(checked, say=say)
+    report_dir = None
+    if checked.reports_dir is not None:
+        from simonsca.report import write_reports
+
+        report_dir = write_reports(record, checked.reports_dir)
+    return SuiteResult(record=record, report_dir=report_dir)

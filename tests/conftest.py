@@ -22,3 +22,11 @@ def gemma(gemma_path: Path) -> Iterator[object]:
     model = LlamaCppModel(gemma_path, n_ctx=1024)
     yield model
     model.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> Path:
+    """A tiny real llama GGUF (random weights) from fixtures/tiny: loads in milliseconds."""
+    from tiny_models import BASE
+
+    return Path(BASE)

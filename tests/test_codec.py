@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+from unittest import mock
 
 import numpy as np
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from simonsca import codec
 from simonsca.codec import (
+    NOTE_CUT,
     ParsedAnswer,
+    answer_limit,
     parse_answer,
     parse_counts,
     parse_grid,
@@ -487,3 +491,127 @@ def test_counts_given_as_a_grid_of_symbols_for_a_count_item() -> None:
 
 def test_render_counts_is_compact_json() -> None:
     assert json.loads(render_counts(GOLDEN_COUNTS)) == GOLDEN_COUNTS.tolist()
+
+
+# ------------------------------------------------------------------------------------------
+# Bounded parsing: parse_answer reads at most answer_limit(item) characters
+
+TEN_MB = 10 * 1024 * 1024
+
+
+def _next_item() -> Item:
+    grid = np.array([[1, 0, 0, 0, 0], [0, 0, 0, 0, 0], [1, 0, 0, 1, 1]], dtype=bool)
+    return _item(Task.NEXT, grid)
+
+
+def _cut_notes(result: ParsedAnswer) -> list[str]:
+    return [note for note in result.notes if note.startswith(NOTE_CUT)]
+
+
+def test_answer_limit_is_a_few_right_answers_plus_a_margin() -> None:
+    item = _next_item()
+    assert answer_limit(item) == 8 * len(item.output) + 2000
+
+
+def test_ten_megabytes_after_a_finished_answer_parse_as_the_answer() -> None:
+    item = _next_item()
+    junk = "The grid above is the next generation.\n" * (TEN_MB // 39)
+    text = item.output + "\n\n" + junk
+    assert len(text) >= TEN_MB
+    result = parse_answer(text, item)
+    short = parse_answer(item.output + "\n\n" + junk[:200], item)
+    assert result == short and result.ok and not _cut_notes(result)
+    np.testing.assert_array_equal(result.value, item.expected)
+    assert result.notes == ("ignored text after the grid",)
+
+
+def test_ten_megabytes_of_rows_are_cut_and_flagged() -> None:
+    item = _next_item()
+    text = "0,0,0,0,0\n" * (TEN_MB // 10)
+    result = parse_answer(text, item)
+    limit = answer_limit(item)
+    # Cut after the last whole row before the limit: a grid of those rows, flagged.
+    assert result.ok and result.shape == (limit // 10, 5)
+    assert _cut_notes(result) == [
+        f"answer cut at {limit // 10 * 10} characters (77 times longer than a right answer)"
+    ]
+
+
+def test_ten_megabytes_on_one_line_are_cut_at_the_limit() -> None:
+    item = _next_item()
+    result = parse_answer("0," * (TEN_MB // 2), item)
+    limit = answer_limit(item)
+    assert result.ok and result.shape == (1, limit // 2)  # "0,0,...,0," -- a trailing separator
+    assert len(_cut_notes(result)) == 1
+    counts_item = _item(Task.COUNT, GOLDEN_COUNTS.copy())
+    counts = parse_answer("[[" + "1," * (TEN_MB // 2) + "1]]", counts_item)
+    assert counts.reason == "not JSON: truncated before the list is closed"
+    assert len(_cut_notes(counts)) == 1
+
+
+def test_ten_megabytes_after_closed_counts_are_not_read() -> None:
+    item = _item(Task.COUNT, GOLDEN_COUNTS.copy())
+    text = item.output + "\nThese are the counts.\n" + "[[9]]\n" * (TEN_MB // 6)
+    result = parse_answer(text, item)
+    assert result.ok and result.notes == ("ignored text after the JSON",)
+    np.testing.assert_array_equal(result.value, GOLDEN_COUNTS)
+
+
+def test_parse_time_of_ten_megabytes_is_bounded() -> None:
+    """Report-only timing (asserting the result, not the time): see the test's -s output."""
+    import time
+
+    item = _next_item()
+    texts = {
+        "rows": "0,0,0,0,0\n" * (TEN_MB // 10),
+        "one line": "0," * (TEN_MB // 2),
+        "junk after": item.output + "\n\n" + "blah blah\n" * (TEN_MB // 10),
+    }
+    for name, text in texts.items():
+        started = time.perf_counter()
+        result = parse_answer(text, item)
+        elapsed = time.perf_counter() - started
+        print(f"parse_answer on 10 MB ({name}): {1000 * elapsed:.2f} ms, ok={result.ok}")
+        assert result.ok
+
+
+@given(grid=grids(1, 5), data=st.data())
+def test_a_cut_without_a_note_changed_nothing(grid: np.ndarray, data: st.DataObject) -> None:
+    """With a tiny limit every longer text is cut: where no note says so, the whole text parses
+    the same (the cut only skips what the parser would have ignored)."""
+    item = _item(Task.NEXT, grid) if data.draw(st.booleans()) else _count_item(grid)
+    text = data.draw(st.text(alphabet=st.sampled_from(list("01,[] \nx#`")), max_size=60))
+    text = item.output + text if data.draw(st.booleans()) else text
+    with mock.patch.multiple(codec, ANSWER_LENGTH_FACTOR=1, ANSWER_LENGTH_MARGIN=0):
+        result = parse_answer(text, item)
+    whole = codec._parse_item(text, item)
+    if not _cut_notes(result):
+        assert result == whole
+        assert (result.value is None) or np.array_equal(result.value, whole.value)
+    else:
+        assert len(text) > len(item.output)
+
+
+def _count_item(grid: np.ndarray) -> Item:
+    from simonsca.rules import neighbor_counts
+
+    return _item(Task.COUNT, np.asarray(neighbor_counts(grid, True, True), dtype=np.int64))
+
+
+# ------------------------------------------------------------------------------------------
+# Notes never depend on text the parser ignores
+
+
+def test_a_fence_inside_text_after_the_grid_is_not_noted() -> None:
+    text = "0,1\n1,0\nThat is all.\n```\n"
+    result = parse_grid(text, ONES)
+    assert result.notes == ("ignored text after the grid",)
+    assert parse_grid("0,1\n1,0\n\nThat is all.\n\n```", ONES).notes == (
+        "ignored text after the grid",
+    )
+    # A fence that closes the grid is still noted.
+    assert parse_grid("0,1\n1,0\n```\nThat is all.", ONES).notes == (
+        "stripped code fence",
+        "ignored text after the grid",
+    )
+    assert parse_grid("0,1\n1,0\n```", ONES).notes == ("stripped code fence",)

@@ -119,8 +119,21 @@ def test_eval_seeds_below_the_eval_range_are_refused() -> None:
 
 def test_held_out_check_catches_a_training_grid() -> None:
     leaked = dataset.make_item(123)
-    with pytest.raises(DatasetError, match="v5 training item 123"):
+    with pytest.raises(DatasetError, match="same input grid as a v5 training item"):
         dataset.assert_held_out([leaked], range(200))
+    assert dataset.training_collisions([leaked], range(200)) == {123}
+
+
+def test_eval_items_skip_a_seed_whose_grid_is_a_training_grid() -> None:
+    """Eval seed 1,014,305's 5x5 grid is v5 item 12,509's: it is skipped, and the items of any
+    shorter list are the first items of a longer one."""
+    fam = dataset.families("v5-small")
+    assert dataset.training_collisions([dataset.make_eval_item(1_014_305, fam)], [12_509]) == {
+        1_014_305
+    }
+    items = dataset.eval_items(3, seed_start=1_014_304)
+    assert [i.seed for i in items] == [1_014_304, 1_014_306, 1_014_307]
+    assert dataset.eval_items(2, seed_start=1_014_304) == items[:2]
 
 
 def test_unknown_family_names_the_choices() -> None:

@@ -17,9 +17,12 @@ from simonsca import dataset
 from simonsca.errors import DatasetError
 from simonsca.finetune import data, record
 from simonsca.finetune.cli import build_parser
+from simonsca.gguf_file import file_sha256
 from simonsca.tasks import Task
 
-FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "gemma3-270m-simonsca-lora"
+FIXTURE = (
+    Path(__file__).resolve().parent.parent / "simonsca" / "controls" / "gemma3-270m-simonsca-lora"
+)
 
 
 # ------------------------------------------------------------------- which items are trained on
@@ -189,7 +192,7 @@ def test_the_shipped_fixture_record_is_well_formed():
     assert record.validate_record(doc) == []
     adapter = FIXTURE / doc["adapter"]["file"]
     assert adapter.stat().st_size == doc["adapter"]["size_bytes"] <= 16 * 1024 * 1024
-    assert record.file_sha256(adapter) == doc["adapter"]["sha256"]
+    assert file_sha256(adapter) == doc["adapter"]["sha256"]
     assert (FIXTURE / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert doc["command"].startswith("python -m simonsca.finetune ")
     assert all(100_000 <= s < 900_000 for s in doc["data"]["seeds"])

@@ -58,10 +58,28 @@ def dequantised_weights(path: Path) -> dict[str, np.ndarray]:
 
 
 def test_fixture_files_are_deterministic(tmp_path):
+    """Regenerated twice on this build, the files are byte-identical; against the shipped ones
+    (maybe made by another numpy/gguf build), the same tensors and metadata, values to float
+    tolerance (the last bits of regenerated floats may differ between builds)."""
+    from simonsca import gguf_file
+
     base = tiny.write_tiny_model(tmp_path / "b.gguf")
     lora = tiny.write_tiny_lora(tmp_path / "l.gguf", base)
-    assert base.read_bytes() == BASE.read_bytes()
-    assert lora.read_bytes() == LORA.read_bytes()
+    again = tiny.write_tiny_model(tmp_path / "b2.gguf")
+    assert base.read_bytes() == again.read_bytes()
+    assert lora.read_bytes() == tiny.write_tiny_lora(tmp_path / "l2.gguf", again).read_bytes()
+    for made, shipped in ((base, BASE), (lora, LORA)):
+        a, b = gguf_file.open_gguf(made), gguf_file.open_gguf(shipped)
+        assert {k: e.raw for k, e in a.metadata.items()} == {
+            k: e.raw for k, e in b.metadata.items()
+        }
+        assert [(t.name, t.shape, t.tensor_type) for t in a.tensors] == [
+            (t.name, t.shape, t.tensor_type) for t in b.tensors
+        ]
+        for ta, tb in zip(a.tensors, b.tensors):
+            np.testing.assert_allclose(
+                gguf_file.dequantize_tensor(ta), gguf_file.dequantize_tensor(tb), rtol=0, atol=1e-2
+            )
     assert BASE.stat().st_size + LORA.stat().st_size < 400_000
 
 
@@ -377,23 +395,25 @@ def test_explain_failure_on_healthy_files_is_empty(tmp_path):
     )
 
 
-def test_answer_log_probs_match_full_logits():
+def test_answer_log_softmax_matches_full_logits() -> None:
+    """The forensics read answer distributions through the one llama.cpp layer; they equal
+    llama-cpp-python's own ``Llama`` evaluating every position (logits_all)."""
     import llama_cpp
 
-    from simonsca.forensics.logit import _answer_log_probs, _log_softmax
+    from simonsca.models.llamacpp import LlamaCppModel
 
     prompt, answer = _pairs(1)[0]
+    with LlamaCppModel(BASE, n_ctx=512) as model:
+        got = model.answer_log_softmax(prompt, answer)  # several decode calls of 256 tokens
+        p, a, _ = model.answer_tokens(prompt, answer)
     full = llama_cpp.Llama(
-        str(BASE), n_ctx=512, logits_all=True, seed=0, n_threads=2, verbose=False
+        str(BASE), n_ctx=512, n_batch=256, n_ubatch=256, logits_all=True, seed=0, verbose=False
     )
-    p = full.tokenize(prompt.encode(), add_bos=True)
-    a = full.tokenize(answer.encode(), add_bos=False)
     full.eval(p + a)
-    expected = _log_softmax(np.array(full.scores[len(p) - 1 : len(p) + len(a) - 1]))
+    rows = np.array(full.scores[len(p) - 1 : len(p) + len(a) - 1], dtype=np.float64)
     full.close()
-    part = llama_cpp.Llama(str(BASE), n_ctx=512, n_batch=64, seed=0, n_threads=2, verbose=False)
-    got = _answer_log_probs(part, p, a)  # several batches: exercises the chunking
-    part.close()
+    expected = rows - rows.max(-1, keepdims=True)
+    expected -= np.log(np.exp(expected).sum(-1, keepdims=True))
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 

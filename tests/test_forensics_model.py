@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from gguf import GGMLQuantizationType
 
-from simonsca import dataset
-from simonsca.forensics import diff_models, doctor, gguf_io, inspect_adapter, logit_effect
+from simonsca import dataset, gguf_file
+from simonsca.forensics import diff_models, doctor, inspect_adapter, logit_effect
 from simonsca.forensics.adapter import write_lora_gguf
 from simonsca.forensics.resolution import ESTIMATOR_GRID, grid_steps
 from simonsca.merge import merge_adapter
@@ -34,11 +34,11 @@ def gemma(gemma_path: Path) -> Path:
 
 def _lora(gemma: Path, path: Path, relative: float, seed: int = 0) -> Path:
     """A rank-4 LoRA on a Q6_K, a Q4_K and two Q5_0 tensors with ||dW|| = relative * ||W||."""
-    by = {t.name: t for t in gguf_io.open_gguf(gemma).tensors}
+    by = {t.name: t for t in gguf_file.open_gguf(gemma).tensors}
     rng = np.random.default_rng(seed)
     pairs = {}
     for name in TARGETS:
-        w = gguf_io.dequantize_tensor(by[name])
+        w = gguf_file.dequantize_tensor(by[name])
         a = (rng.standard_normal((4, w.shape[1])) / np.sqrt(w.shape[1])).astype(np.float32)
         b = rng.standard_normal((w.shape[0], 4)).astype(np.float32)
         b *= relative * np.linalg.norm(w) / np.linalg.norm(b @ a)
@@ -47,17 +47,17 @@ def _lora(gemma: Path, path: Path, relative: float, seed: int = 0) -> Path:
 
 
 def test_k_quant_steps_are_read_from_block_scales(gemma):
-    by = {t.name: t for t in gguf_io.open_gguf(gemma).tensors}
+    by = {t.name: t for t in gguf_file.open_gguf(gemma).tensors}
     q6 = by["blk.0.ffn_down.weight"]
     assert q6.tensor_type == GGMLQuantizationType.Q6_K
-    w = gguf_io.dequantize_tensor(q6)
-    step = grid_steps(gguf_io.raw_rows(q6), q6.tensor_type)
+    w = gguf_file.dequantize_tensor(q6)
+    step = grid_steps(gguf_file.raw_rows(q6), q6.tensor_type)
     q = w / np.where(step > 0, step, 1)
     assert np.abs(q - np.round(q)).max() < 1e-3  # Q6_K: w = step * integer
     q4 = by["blk.0.attn_output.weight"]
     assert q4.tensor_type == GGMLQuantizationType.Q4_K
-    w = gguf_io.dequantize_tensor(q4).reshape(-1, 32)
-    step = grid_steps(gguf_io.raw_rows(q4), q4.tensor_type).reshape(-1, 32)
+    w = gguf_file.dequantize_tensor(q4).reshape(-1, 32)
+    step = grid_steps(gguf_file.raw_rows(q4), q4.tensor_type).reshape(-1, 32)
     k = (w - w[:, :1]) / np.where(step > 0, step, 1)
     assert np.abs(k - np.round(k)).max() < 1e-2  # Q4_K: w = step * integer - min per sub-block
 
@@ -109,10 +109,10 @@ def test_gemma_merge_loads_and_only_targets_change(gemma, tmp_path):
 
 
 def test_gemma_with_zero_adapter_has_no_logit_effect(gemma, tmp_path):
-    by = {t.name: t for t in gguf_io.open_gguf(gemma).tensors}
+    by = {t.name: t for t in gguf_file.open_gguf(gemma).tensors}
     pairs = {}
     for name in TARGETS[:2]:
-        n_out, n_in = gguf_io.tensor_shape(by[name])
+        n_out, n_in = gguf_file.tensor_shape(by[name])
         pairs[name] = (np.zeros((4, n_in), np.float32), np.zeros((n_out, 4), np.float32))
     zero = write_lora_gguf(tmp_path / "zero.gguf", "gemma3", pairs, alpha=4.0)
     item = next(it for it in dataset.v5_items(40, seed_start=200) if it.height * it.width < 40)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 
 from simonsca.dataset import make_item
 from simonsca.errors import AdapterMismatch, ConfigError, ContextTooSmall, ModelFileError
+from simonsca.gguf_file import check_gguf
 from simonsca.models import (
     AllDeadBaseline,
     Baseline,
@@ -21,7 +21,6 @@ from simonsca.models import (
     OracleBaseline,
 )
 from simonsca.models.base import max_tokens_for
-from simonsca.models.llamacpp import check_gguf
 from simonsca.tasks import Task
 
 # v5 items with sides of 5-6 (both tasks, both symbol families): cheap to run through a model.
@@ -150,7 +149,8 @@ def test_info_identifies_the_file(gemma: LlamaCppModel, gemma_path: Path) -> Non
     assert gemma.info.path == str(gemma_path)
     assert gemma.info.adapter_path is None and gemma.info.adapter_sha256 is None
     assert gemma.info.chat_template_source is None  # Gemma 3 270M base ships no template
-    assert gemma.decoding["temperature"] == 0.0 and gemma.decoding["n_ctx"] == 1024
+    assert gemma.decoding["n_ctx"] == 1024 and gemma.decoding["n_seq"] == 1
+    assert gemma.info.context_length == 32768  # what Gemma 3 270M was trained with
 
 
 @pytest.mark.model
@@ -190,27 +190,45 @@ def test_context_too_small(gemma_path: Path) -> None:
             small.complete(item.prompt, max_tokens=40, stop=["\n\n"])
         message = str(info.value)
         assert small.name in message and "--n-ctx" in message and "\n" not in message
-        assert f"{n_prompt} tokens" in message and "n_ctx 64" in message
+        assert f"{n_prompt + 40} tokens" in message and "n_ctx 64" in message
         with pytest.raises(ContextTooSmall):
-            small.score(item.prompt, item.output)
+            small.likelihood(item.prompt, item.output)
+
+
+def test_a_context_beyond_the_trained_one_is_refused_before_loading(tiny_model: Path) -> None:
+    from simonsca import settings, suite
+
+    chosen = settings.resolve(
+        {
+            "base_model": str(tiny_model),
+            "merged_model": str(tiny_model),
+            "n_ctx": "100000",
+        }
+    )
+    with pytest.raises(ContextTooSmall, match="larger than the 512 tokens .* trained with"):
+        suite.plan(chosen)
 
 
 @pytest.mark.model
-def test_score_matches_llama_cpp_logits(gemma: LlamaCppModel, gemma_path: Path) -> None:
-    """score() equals the log-softmax of llama-cpp-python's own logits_all evaluation."""
+def test_likelihood_matches_llama_cpp_logits(gemma: LlamaCppModel, gemma_path: Path) -> None:
+    """Teacher-forced log-probs equal the log-softmax of llama-cpp-python's own ``Llama`` class
+    evaluating the whole text with ``logits_all`` (an independent path through llama.cpp)."""
     import llama_cpp
 
     item = make_item(COUNT_SEED)
     prompt, answer = item.prompt, item.output
-    per_token = gemma.token_logprobs(prompt, answer)
-    assert math.isclose(gemma.score(prompt, answer), sum(per_token), rel_tol=1e-12)
-
-    prompt_tokens = gemma.tokenize(prompt, bos=True)
-    answer_tokens = gemma.tokenize(answer)
-    assert len(per_token) == len(answer_tokens)
+    forced = gemma.likelihood(prompt, answer, stop="")
+    prompt_tokens, answer_tokens, boundary = gemma.answer_tokens(prompt, answer)
+    assert boundary == "joint" and len(forced.logprobs) == len(answer_tokens)
+    assert forced.token_ends[-1] == len(answer.encode())
     tokens = prompt_tokens + answer_tokens
     reference = llama_cpp.Llama(
-        model_path=str(gemma_path), n_ctx=len(tokens) + 8, logits_all=True, verbose=False
+        model_path=str(gemma_path),
+        n_ctx=len(tokens) + 8,
+        n_batch=256,
+        n_ubatch=256,
+        logits_all=True,
+        verbose=False,
     )
     try:
         reference.eval(tokens)
@@ -222,24 +240,24 @@ def test_score_matches_llama_cpp_logits(gemma: LlamaCppModel, gemma_path: Path) 
         row = logits[pos]
         lse = row.max() + np.log(np.exp(row - row.max()).sum())
         expected.append(row[tokens[pos + 1]] - lse)
-    # Same numbers, not just close: score() groups tokens into llama_decode calls the way one
-    # whole-text call does (shifted groups move Gemma's log-probs by up to ~0.1 nat).
-    np.testing.assert_allclose(per_token, expected, rtol=0, atol=1e-4)
+    # Same numbers, not just close: both group the tokens into decode calls of 256 from the
+    # start (shifted groups move Gemma's log-probs by up to ~0.3 nat on a single token).
+    np.testing.assert_allclose(forced.logprobs, expected, rtol=0, atol=1e-4)
 
 
 @pytest.mark.model
-def test_score_sanity(gemma: LlamaCppModel) -> None:
+def test_likelihood_sanity(gemma: LlamaCppModel) -> None:
     item = make_item(NEXT_SEED)
-    full = gemma.score(item.prompt, item.output)
+    full = gemma.likelihood(item.prompt, item.output)
     first_row = item.output.split("\n")[0]
-    assert gemma.score(item.prompt, "") == 0.0
-    assert full < gemma.score(item.prompt, first_row) < 0.0  # more tokens, less likely
-    # The greedy first token is the most likely one: its log-prob beats any other first token.
+    assert full.nll > 0 and full.n_tokens > 10
+    assert sum(full.logprobs) < sum(gemma.likelihood(item.prompt, first_row).logprobs) < 0.0
+    # The greedy first token is the most likely one: margin 0, and its log-prob beats any other.
     greedy = gemma.complete(item.prompt, max_tokens=1, stop=[])
-    greedy_lp = gemma.token_logprobs(item.prompt, greedy.text)
+    mine = gemma.likelihood(item.prompt, greedy.text, stop="")
     other = "7" if greedy.text != "7" else "x"
-    assert len(greedy_lp) == 1
-    assert greedy_lp[0] >= gemma.token_logprobs(item.prompt, other)[0]
+    assert mine.n_tokens == 1 and mine.margins == (0.0,) and mine.greedy == (True,)
+    assert mine.logprobs[0] >= gemma.likelihood(item.prompt, other, stop="").logprobs[0]
 
 
 @pytest.mark.model
@@ -298,9 +316,11 @@ def _write_lora(
     """A rank-2 LoRA GGUF on blk.0.attn_q with B = 0 (changes nothing when it fits)."""
     from gguf import GGUFWriter
 
-    meta = base._llama.metadata  # attn_q maps embedding_length -> head_count x key_length
-    n_in = int(meta["gemma3.embedding_length"])
-    n_out = int(meta["gemma3.attention.head_count"]) * int(meta["gemma3.attention.key_length"])
+    meta = base.header  # attn_q maps embedding_length -> head_count x key_length
+    n_in = int(meta.value("gemma3.embedding_length"))
+    n_out = int(meta.value("gemma3.attention.head_count")) * int(
+        meta.value("gemma3.attention.key_length")
+    )
     rank = 2
     writer = GGUFWriter(str(path), arch=arch)
     writer.add_type("adapter")
@@ -328,7 +348,7 @@ def test_adapter_with_wrong_shapes_is_a_mismatch(
         LlamaCppModel(gemma_path, lora_path=adapter)
     message = str(info.value)
     assert str(adapter) in message and str(gemma_path) in message and "\n" not in message
-    assert "incorrect shape" in message  # llama.cpp's own reason, quoted
+    assert "blk.0.attn_q.weight has shape" in message  # read from the headers, before loading
 
 
 @pytest.mark.model

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from simonsca import codec
 from simonsca.rules import neighbor_counts, step
@@ -92,15 +93,40 @@ def test_missing_column_reason_rows_by_columns():
     assert s.cell_accuracy == pytest.approx(20 / 25)
 
 
-def test_extra_rows_do_not_change_denominator_but_extra_live_cells_are_false_positives():
+def test_extra_rows_count_wrong_and_extra_live_cells_are_false_positives():
     item = make_test_item(BLINKER)
     answer = np.vstack([item.expected, np.ones((2, 5), dtype=bool)])
     s = score_answer(item, answer)
     assert not s.shape_ok and not s.exact
-    assert s.cell_accuracy == 1.0  # every expected cell is right
+    assert s.cell_accuracy == pytest.approx(25 / 35)  # 25 right of the 25 + 10 cells of the union
     assert s.reason == "shape 7x5, expected 5x5"
     # tp=3, fp=10, fn=0
     assert s.live_f1 == pytest.approx(2 * 3 / (2 * 3 + 10))
+
+
+def test_padded_answer_from_the_issue():
+    # The expected 7x6 grid plus 20 extra dead rows and columns.
+    grid = np.random.default_rng(7).random((7, 6)) < 0.5
+    item = make_test_item(grid)
+    padded = np.zeros((27, 26), dtype=bool)
+    padded[:7, :6] = item.expected
+    s = score_answer(item, padded)
+    assert not s.shape_ok and not s.exact
+    assert s.cell_accuracy == pytest.approx(42 / (27 * 26))
+    # F1 counts live cells only (no true negatives): dead padding neither helps nor hurts.
+    assert s.live_f1 == score_answer(item, item.expected.copy()).live_f1 == 1.0
+    count_item = make_test_item(grid, task=Task.COUNT)
+    wide = np.hstack([count_item.expected, np.zeros((7, 3), dtype=np.int64)])
+    c = score_answer(count_item, wide)
+    assert c.cell_accuracy == pytest.approx(42 / 63) and c.reason == "shape 7x9, expected 7x6"
+
+
+def test_wrong_shape_both_ways_uses_the_union_of_the_rectangles():
+    item = make_test_item(BLINKER)  # 5x5
+    answer = np.zeros((3, 8), dtype=bool)  # 3 rows of 8: overlap 3x5, union 25 + 24 - 15
+    s = score_answer(item, answer)
+    right = int(np.count_nonzero(~item.expected[:3, :5]))
+    assert s.cell_accuracy == pytest.approx(right / 34)
 
 
 def test_wrong_cells_counted_and_f1():
@@ -146,17 +172,71 @@ def test_one_dimensional_answer_is_one_row():
     assert s.cell_accuracy == pytest.approx(5 / 25)  # row 0 is all dead in the expected grid
 
 
-@given(grids(1, 8), st.data())
-def test_cell_accuracy_is_a_share_and_exact_implies_perfect(grid, data):
-    item = make_test_item(grid)
-    h = data.draw(st.integers(1, 10))
-    w = data.draw(st.integers(1, 10))
-    answer = np.asarray(data.draw(st.lists(st.booleans(), min_size=h * w, max_size=h * w)))
-    s = score_answer(item, answer.reshape(h, w))
+def union_accuracy(expected: np.ndarray, answer: np.ndarray) -> float:
+    """Independent oracle: lay both on one canvas, with -1 where a grid has no cell."""
+    h = max(expected.shape[0], answer.shape[0])
+    w = max(expected.shape[1], answer.shape[1])
+    a = np.full((h, w), -1)
+    b = np.full((h, w), -1)
+    a[: expected.shape[0], : expected.shape[1]] = expected
+    b[: answer.shape[0], : answer.shape[1]] = answer
+    in_union = (a >= 0) | (b >= 0)
+    return int(np.count_nonzero((a == b) & (a >= 0))) / int(np.count_nonzero(in_union))
+
+
+answers = st.tuples(st.integers(1, 10), st.integers(1, 10)).flatmap(
+    lambda shape: hnp.arrays(np.bool_, shape)
+)
+
+
+@given(grids(1, 8), answers, st.booleans())
+def test_cell_accuracy_is_the_union_share_and_one_only_when_exact(grid, answer, counts):
+    item = make_test_item(grid, task=Task.COUNT if counts else Task.NEXT)
+    value = answer.astype(np.int64) * 3 if counts else answer
+    s = score_answer(item, value)
     assert 0.0 <= s.cell_accuracy <= 1.0
-    assert 0.0 <= s.live_f1 <= 1.0
-    assert s.exact == (s.shape_ok and s.cell_accuracy == 1.0)
+    assert s.cell_accuracy == pytest.approx(union_accuracy(item.expected.astype(int), value))
+    assert s.exact == (s.cell_accuracy == 1.0) == (s.shape_ok and s.cell_accuracy == 1.0)
+    if counts:
+        assert s.live_f1 is None
+    else:
+        assert 0.0 <= s.live_f1 <= 1.0
     assert score_answer(item, item.expected.copy()).exact
+
+
+@given(grids(1, 8), st.data())
+def test_a_padded_answer_never_scores_one(grid, data):
+    item = make_test_item(grid)
+    extra_rows = data.draw(st.integers(0, 5))
+    extra_cols = data.draw(st.integers(0 if extra_rows else 1, 5))
+    h, w = item.expected.shape
+    fill = data.draw(st.booleans())
+    padded = np.full((h + extra_rows, w + extra_cols), fill)
+    padded[:h, :w] = item.expected
+    s = score_answer(item, padded)
+    assert not s.exact and not s.shape_ok
+    assert s.cell_accuracy == pytest.approx(h * w / padded.size)
+    assert s.cell_accuracy < 1.0
+
+
+@given(grids(1, 6), answers, st.data())
+def test_adding_an_extra_row_or_column_never_raises_a_score(grid, answer, data):
+    item = make_test_item(grid)
+    h, w = item.expected.shape
+    before = score_answer(item, answer)
+    new_row = np.asarray(data.draw(hnp.arrays(np.bool_, (1, answer.shape[1]))))
+    new_col = np.asarray(data.draw(hnp.arrays(np.bool_, (answer.shape[0], 1))))
+    grown = []
+    if answer.shape[0] >= h:  # a row beyond the expected ones
+        grown.append(np.vstack([answer, new_row]))
+    if answer.shape[1] >= w:  # a column beyond the expected ones
+        grown.append(np.hstack([answer, new_col]))
+    for bigger in grown:
+        after = score_answer(item, bigger)
+        assert after.cell_accuracy <= before.cell_accuracy
+        assert after.live_f1 <= before.live_f1
+        if before.cell_accuracy > 0:
+            assert after.cell_accuracy < before.cell_accuracy
 
 
 def test_score_round_trips_through_dict():

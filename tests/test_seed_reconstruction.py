@@ -1,7 +1,7 @@
 """The README's worked example: the seed's v5 finetune failure, reconstructed on real files.
 
 Gemma 3 270M (Q4_K_M) stands in for Meta-Llama-3-8B-Instruct and simonsca's real SimonsCA1 LoRA
-(``fixtures/gemma3-270m-simonsca-lora``) for the seed's ``lora.bin``; the training log is the
+(``simonsca/controls/gemma3-270m-simonsca-lora``) for the seed's ``lora.bin``; the training log is the
 seed's own (``fixtures/seed-v5/finetune.log``). Each test checks that one of the five findings
 appears on the reconstruction and that the healthy counterpart gives none of them. To stay fast the
 tests use a 300-sample v5 file and a handful of the adapter's tensors
@@ -30,7 +30,7 @@ from simonsca.forensics.doctor import log_findings, training_base_findings
 REPO = Path(__file__).resolve().parents[1]
 SEED = REPO / "fixtures" / "seed-v5"
 LOG = SEED / "finetune.log"
-ADAPTER = REPO / "fixtures" / "gemma3-270m-simonsca-lora" / "adapter.gguf"
+ADAPTER = REPO / "simonsca" / "controls" / "gemma3-270m-simonsca-lora" / "adapter.gguf"
 # the adapter's targets in block 0: Q5_0 (attn_q, attn_k, ffn_gate, ffn_up), Q4_K (attn_output),
 # Q6_K (ffn_down) and Q8_0 (attn_v) in the Gemma base
 ONLY = "blk.0."

@@ -18,8 +18,10 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from simonsca.errors import SimonscaError
+from simonsca.gguf_file import file_sha256
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -196,19 +198,19 @@ def run(args: argparse.Namespace) -> Path:
     command = shlex.join(["python", "-m", "simonsca.finetune", *sys.argv[1:]])
     versions = record.library_versions()
     versions["llama-cpp-python (converter source)"] = export.llama_cpp_python_version()
-    doc = {
+    doc: dict[str, Any] = {
         "schema": record.SCHEMA,
         "command": command,
         "argv": sys.argv[1:],
         "base_model": {
             "path": str(base),
             "file": base.name,
-            "sha256": record.file_sha256(base),
+            "sha256": file_sha256(base),
             "size_bytes": base.stat().st_size,
         },
         "adapter": {
             "file": adapter.name,
-            "sha256": record.file_sha256(adapter),
+            "sha256": file_sha256(adapter),
             "size_bytes": adapter.stat().st_size,
             "outtype": args.outtype,
             "rank": config.rank,

@@ -7,7 +7,6 @@ field fails a test instead of misleading a reader.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import platform
@@ -31,14 +30,6 @@ RECORD_KEYS: dict[str, tuple[type, ...]] = {
     "versions": (dict,),  # python, torch, transformers, peft, gguf, numpy, simonsca, converter
     "started_utc": (str,),
 }
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def library_versions(

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from gguf import GGMLQuantizationType, GGUFWriter
 
+from simonsca import gguf_file
 from simonsca.errors import AdapterMismatch, ModelFileError
-from simonsca.forensics import gguf_io
 from simonsca.forensics.findings import Finding, Severity, sort_findings
 from simonsca.forensics.resolution import (
     NOT_ESTIMATED,
@@ -87,15 +87,15 @@ class LoraAdapter:
 def read_adapter(path: str | Path, *, adapter_scale: float = 1.0) -> LoraAdapter:
     """Read a llama.cpp LoRA GGUF; ModelFileError when it is not one."""
     p = Path(path)
-    reader = gguf_io.open_gguf(p, "adapter")
-    gtype = gguf_io.field_value(reader, "general.type")
-    atype = gguf_io.field_value(reader, "adapter.type")
+    reader = gguf_file.open_gguf(p, "adapter")
+    gtype = gguf_file.field_value(reader, "general.type")
+    atype = gguf_file.field_value(reader, "adapter.type")
     if gtype != "adapter" or atype != "lora":
         raise ModelFileError(
             f"adapter file {p} is not a llama.cpp LoRA adapter (general.type={gtype!r}, adapter.type={atype!r});"
             " convert it with convert_lora_to_gguf.py"
         )
-    alpha = float(gguf_io.field_value(reader, "adapter.lora.alpha", 0.0) or 0.0)
+    alpha = float(gguf_file.field_value(reader, "adapter.lora.alpha", 0.0) or 0.0)
     a_tensors: dict[str, object] = {}
     b_tensors: dict[str, object] = {}
     skipped: list[str] = []
@@ -117,8 +117,8 @@ def read_adapter(path: str | Path, *, adapter_scale: float = 1.0) -> LoraAdapter
                 f"adapter file {p}: LoRA pair for {name!r} is missing its lora_{'a' if name not in a_tensors else 'b'} tensor"
             )
         ta, tb = a_tensors[name], b_tensors[name]
-        a = gguf_io.dequantize_tensor(ta)  # type: ignore[arg-type]
-        b = gguf_io.dequantize_tensor(tb)  # type: ignore[arg-type]
+        a = gguf_file.dequantize_tensor(ta)  # type: ignore[arg-type]
+        b = gguf_file.dequantize_tensor(tb)  # type: ignore[arg-type]
         if a.ndim != 2 or b.ndim != 2:
             raise ModelFileError(
                 f"adapter file {p}: {name} lora tensors are not 2-D (a {a.shape}, b {b.shape})"
@@ -140,35 +140,37 @@ def read_adapter(path: str | Path, *, adapter_scale: float = 1.0) -> LoraAdapter
                 u=np.ascontiguousarray(u, dtype=np.float32),
                 v=np.ascontiguousarray(v, dtype=np.float32),
                 scale=scale,
-                a_type=gguf_io.type_name(ta),  # type: ignore[arg-type]
-                b_type=gguf_io.type_name(tb),  # type: ignore[arg-type]
+                a_type=gguf_file.type_name(ta),  # type: ignore[arg-type]
+                b_type=gguf_file.type_name(tb),  # type: ignore[arg-type]
             )
         )
     return LoraAdapter(
         path=p,
-        architecture=gguf_io.architecture(reader),
+        architecture=gguf_file.architecture(reader),
         alpha=alpha,
         pairs=tuple(pairs),
         skipped=tuple(skipped),
     )
 
 
-def check_fits(base_path: Path, base: gguf_io.GGUFFile, adapter: LoraAdapter) -> dict[str, object]:
+def check_fits(
+    base_path: Path, base: gguf_file.GGUFFile, adapter: LoraAdapter
+) -> dict[str, gguf_file.GGUFTensor]:
     """Base tensors by name for every adapter target; AdapterMismatch naming both files otherwise."""
-    arch = gguf_io.architecture(base)
+    arch = gguf_file.architecture(base)
     if adapter.architecture != arch:
         raise AdapterMismatch(
             f"adapter {adapter.path} is for architecture {adapter.architecture!r} but base {base_path} is {arch!r}"
         )
     by_name = {t.name: t for t in base.tensors}
-    out: dict[str, object] = {}
+    out: dict[str, gguf_file.GGUFTensor] = {}
     for pair in adapter.pairs:
         t = by_name.get(pair.target)
         if t is None:
             raise AdapterMismatch(
                 f"adapter {adapter.path} targets {pair.target!r}, which base {base_path} does not have (wrong base model?)"
             )
-        shape = gguf_io.tensor_shape(t)
+        shape = gguf_file.tensor_shape(t)
         if shape != pair.shape:
             raise AdapterMismatch(
                 f"adapter {adapter.path} update for {pair.target} has shape {pair.shape} but base {base_path} has {shape} (wrong base model?)"
@@ -251,17 +253,17 @@ def tensor_resolution(
     acc = ResolutionAccumulator(qtype=qtype, estimator=est)
     if est == NOT_ESTIMATED:
         return acc
-    raw = gguf_io.raw_rows(base_tensor)
-    for start, stop in gguf_io.row_chunks(base_tensor):
-        w = gguf_io.dequantize_rows(base_tensor, start, stop)
+    raw = gguf_file.raw_rows(base_tensor)
+    for start, stop in gguf_file.row_chunks(base_tensor):
+        w = gguf_file.dequantize_rows(base_tensor, start, stop)
         acc.add(w, pair.delta_rows(start, stop), raw[start:stop])
     return acc
 
 
 def _base_norm(t) -> float:
     sq = 0.0
-    for start, stop in gguf_io.row_chunks(t):
-        w = gguf_io.dequantize_rows(t, start, stop).astype(np.float64)
+    for start, stop in gguf_file.row_chunks(t):
+        w = gguf_file.dequantize_rows(t, start, stop).astype(np.float64)
         sq += float(np.sum(w * w))
     return math.sqrt(sq)
 
@@ -280,7 +282,7 @@ def inspect_adapter(
     type a merged model will be written in); default: each base tensor's own type.
     """
     base_path, adapter_path = Path(base), Path(adapter)
-    reader = gguf_io.open_gguf(base_path, "base model")
+    reader = gguf_file.open_gguf(base_path, "base model")
     lora = read_adapter(adapter_path, adapter_scale=adapter_scale)
     targets = check_fits(base_path, reader, lora)
     rtype = qtype_of(resolution_type) if resolution_type is not None else None
@@ -291,10 +293,10 @@ def inspect_adapter(
         base_norm = _base_norm(t)
         max_abs = 0.0
         if upd > 0:
-            for start, stop in gguf_io.row_chunks(t):
+            for start, stop in gguf_file.row_chunks(t):
                 max_abs = max(max_abs, float(np.max(np.abs(pair.delta_rows(start, stop)))))
         acc = tensor_resolution(t, pair, rtype) if upd > 0 else None
-        base_type = gguf_io.type_name(t)
+        base_type = gguf_file.type_name(t)
         stats.append(
             AdapterTensorStats(
                 name=pair.target,

@@ -1,7 +1,7 @@
 """Training-data doctor: what the trainer really saw of a v5 ``train_data.txt``.
 
 * splits the file on the sample-start marker (``<s>``) and tokenises every sample with the
-  model's own tokenizer (``llama_cpp.Llama(model, vocab_only=True)``: no weights are loaded);
+  model's own tokenizer (``load_tokenizer``, llama.cpp with ``vocab_only``: no weights loaded);
 * counts samples longer than the context and how much of each one's ANSWER (the text after
   ``# Output\\n``) falls beyond it -- the trainer never sees that part;
 * says whether the marker is one special (control) token of that tokenizer or plain text;
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from simonsca.errors import DatasetError, ModelFileError
+from simonsca.errors import DatasetError
 from simonsca.forensics.findings import Finding, Severity, sort_findings
 
 OUTPUT_MARK = "# Output\n"
@@ -79,10 +79,12 @@ _BASE = re.compile(r"main: model base = '([^']*)'")
 def parse_train_log(path: str | Path) -> TrainLog:
     """Parse a llama.cpp ``finetune`` log (the seed's style); DatasetError when nothing is found."""
     p = Path(path)
+    if p.is_dir():
+        raise DatasetError(f"training log {p} is a folder; give the llama.cpp finetune log file")
     try:
         text = p.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
-        raise DatasetError(f"cannot read training log {p}: {exc.strerror}") from exc
+        raise DatasetError(f"cannot read training log {p}: {exc.strerror or exc}") from None
     iters = _ITER.findall(text)
     over = _OVER.search(text)
     total = _TOTAL.search(text)
@@ -260,51 +262,6 @@ def split_samples(text: str, sample_start: str) -> list[str]:
     return text.split(sample_start)[1:]
 
 
-class _Tokenizer:
-    """Fast repeated tokenisation through llama.cpp's C API with one reused buffer."""
-
-    def __init__(self, model_path: Path) -> None:
-        try:
-            import llama_cpp
-        except ImportError as exc:  # pragma: no cover
-            raise ModelFileError(
-                "llama-cpp-python is not installed; pip install llama-cpp-python"
-            ) from exc
-        self._lc = llama_cpp
-        try:
-            self.llm = llama_cpp.Llama(str(model_path), vocab_only=True, verbose=False)
-        except Exception as exc:
-            raise ModelFileError(f"cannot load the tokenizer of {model_path}: {exc}") from exc
-        self.vocab = self.llm._model.vocab
-        self._cap = 4096
-        self._buf = (llama_cpp.llama_token * self._cap)()
-
-    def count(self, data: bytes, add_bos: bool = True, special: bool = False) -> int:
-        n = self._lc.llama_tokenize(
-            self.vocab, data, len(data), self._buf, self._cap, add_bos, special
-        )
-        if n < 0:
-            self._cap = max(-n, 2 * self._cap)
-            self._buf = (self._lc.llama_token * self._cap)()
-            n = self._lc.llama_tokenize(
-                self.vocab, data, len(data), self._buf, self._cap, add_bos, special
-            )
-        return int(n)
-
-    def tokens(self, data: bytes, add_bos: bool = False, special: bool = False) -> list[int]:
-        n = self.count(data, add_bos, special)
-        return list(self._buf[:n])
-
-    def is_control(self, token: int) -> bool:
-        attr = self._lc.llama_vocab_get_attr(self.vocab, token)
-        return bool(attr & self._lc.LLAMA_TOKEN_ATTR_CONTROL)
-
-    def close(self) -> None:
-        close = getattr(self.llm, "close", None)
-        if close is not None:
-            close()
-
-
 def doctor(
     train_file: str | Path,
     model_path: str | Path,
@@ -316,29 +273,39 @@ def doctor(
     """Check a v5 training file against a model's tokenizer and context; see the module docstring."""
     t0 = time.perf_counter()
     train_path, model = Path(train_file), Path(model_path)
+    if train_path.is_dir():
+        raise DatasetError(f"training file {train_path} is a folder; give the train_data.txt")
     try:
         text = train_path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DatasetError(f"training file not found: {train_path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"cannot read training file {train_path}: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise DatasetError(
+            f"training file {train_path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+            f"offset {exc.start}); give the train_data.txt simonsca prepare writes"
+        ) from None
+    except OSError as exc:
+        raise DatasetError(
+            f"cannot read training file {train_path}: {exc.strerror or exc}"
+        ) from None
     samples = split_samples(text, sample_start)
     if not samples:
         raise DatasetError(f"training file {train_path} has no samples (marker {sample_start!r})")
-    if not model.is_file():
-        raise ModelFileError(f"model file not found: {model}")
-    tok = _Tokenizer(model)
+    from simonsca.models.llamacpp import load_tokenizer
+
+    tok = load_tokenizer(model)
     try:
         totals = np.empty(len(samples), dtype=np.int64)
         prompts = np.full(len(samples), -1, dtype=np.int64)
         for i, s in enumerate(samples):
             data = s.encode("utf-8")
-            totals[i] = tok.count(data)
+            totals[i] = tok.count_bytes(data, bos=True)
             k = s.find(OUTPUT_MARK)
             if k >= 0:
-                prompts[i] = tok.count(data[: len(s[: k + len(OUTPUT_MARK)].encode("utf-8"))])
+                prefix = len(s[: k + len(OUTPUT_MARK)].encode("utf-8"))
+                prompts[i] = tok.count_bytes(data[:prefix], bos=True)
         marker_tokens = (
-            tuple(tok.tokens(sample_start.encode("utf-8"), add_bos=False, special=True))
+            tuple(tok.tokenize_bytes(sample_start.encode("utf-8"), special=True))
             if sample_start
             else ()
         )

@@ -16,7 +16,8 @@ import numpy as np
 from gguf import GGMLQuantizationType
 from gguf.quants import dequantize, quantize
 
-from simonsca.forensics import gguf_io
+from simonsca import gguf_file
+from simonsca.errors import ModelFileError
 from simonsca.forensics.findings import Finding, Severity, sort_findings
 
 _FLOAT = ("F32", "F64")
@@ -121,7 +122,7 @@ class ModelDiff:
         return "\n".join(lines)
 
 
-def _metadata(reader: gguf_io.GGUFFile) -> dict[str, object]:
+def _metadata(reader: gguf_file.GGUFFile) -> dict[str, object]:
     """Each key's stored type and bytes: equal bytes <=> equal values, without decoding vocabularies."""
     return {k: (e.vtype, e.raw) for k, e in reader.metadata.items()}
 
@@ -147,13 +148,13 @@ def _relative_change(tb, tm) -> tuple[float | None, float | None, float | None]:
     diff_sq = beyond_sq = base_sq = 0.0
     max_abs = 0.0
     conv = (
-        gguf_io.type_name(tm)
-        if gguf_io.type_name(tm) in _CONVERSIONS and tb.tensor_type != tm.tensor_type
+        gguf_file.type_name(tm)
+        if gguf_file.type_name(tm) in _CONVERSIONS and tb.tensor_type != tm.tensor_type
         else None
     )
-    for start, stop in gguf_io.row_chunks(tb):
-        b = gguf_io.dequantize_rows(tb, start, stop).astype(np.float64)
-        m = gguf_io.dequantize_rows(tm, start, stop).astype(np.float64)
+    for start, stop in gguf_file.row_chunks(tb):
+        b = gguf_file.dequantize_rows(tb, start, stop).astype(np.float64)
+        m = gguf_file.dequantize_rows(tm, start, stop).astype(np.float64)
         d = m - b
         diff_sq += float(np.sum(d * d))
         base_sq += float(np.sum(b * b))
@@ -174,22 +175,28 @@ def diff_models(
 ) -> ModelDiff:
     """Compare two GGUF models tensor by tensor; see :class:`ModelDiff` and its findings."""
     base_path, merged_path = Path(base), Path(merged)
-    rb = gguf_io.open_gguf(base_path, "base model")
-    rm = gguf_io.open_gguf(merged_path, "merged model")
-    arch_b, arch_m = gguf_io.architecture(rb), gguf_io.architecture(rm)
+    rb = gguf_file.open_gguf(base_path, "base model")
+    rm = gguf_file.open_gguf(merged_path, "merged model")
+    for header, role in ((rb, "base model"), (rm, "merged model")):
+        if header.is_adapter:
+            raise ModelFileError(
+                f"{role} file {header.path} is a LoRA adapter, not a model; inspect it with "
+                "simonsca diff BASE --lora ADAPTER"
+            )
+    arch_b, arch_m = gguf_file.architecture(rb), gguf_file.architecture(rm)
     tb_by = {t.name: t for t in rb.tensors}
     tm_by = {t.name: t for t in rm.tensors}
     shared = [t.name for t in rb.tensors if t.name in tm_by]
     diffs = []
     for name in shared:
         tb, tm = tb_by[name], tm_by[name]
-        sb, sm = gguf_io.tensor_shape(tb), gguf_io.tensor_shape(tm)
+        sb, sm = gguf_file.tensor_shape(tb), gguf_file.tensor_shape(tm)
         same_type = tb.tensor_type == tm.tensor_type
         identical = bool(
             same_type
             and sb == sm
             and tb.n_bytes == tm.n_bytes
-            and np.array_equal(gguf_io.raw_bytes(tb), gguf_io.raw_bytes(tm))
+            and np.array_equal(gguf_file.raw_bytes(tb), gguf_file.raw_bytes(tm))
         )
         if identical:
             rel, mx, beyond = 0.0, 0.0, None
@@ -202,8 +209,8 @@ def diff_models(
                 name=name,
                 shape_base=sb,
                 shape_merged=sm,
-                type_base=gguf_io.type_name(tb),
-                type_merged=gguf_io.type_name(tm),
+                type_base=gguf_file.type_name(tb),
+                type_merged=gguf_file.type_name(tm),
                 byte_identical=identical,
                 relative_change=rel,
                 max_abs_change=mx,

@@ -1,8 +1,9 @@
 """Logit-level effect of a finetune: do two models (or base vs base+LoRA) predict answers differently?
 
-For each (prompt, answer) pair the answer is teacher-forced: the prompt is tokenised with BOS, the
-answer without, and both models evaluate the same token sequence, with logits computed at the
-answer positions only (the positions that predict each answer token). Over those it measures:
+For each (prompt, answer) pair the answer is teacher-forced through simonsca's one llama.cpp layer
+(:class:`~simonsca.models.llamacpp.LlamaCppModel`: the same loading, adapter handling, tokens and
+decode grouping as the evaluation itself), with logits computed at the answer positions only.
+Over those it measures:
 
 * mean KL(a || b) between the next-token distributions,
 * top-1 agreement: how often both models' most likely token is the same,
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from simonsca.errors import AdapterMismatch, ContextTooSmall, ModelFileError
+from simonsca.errors import AdapterMismatch, ContextTooSmall
 from simonsca.forensics.findings import Finding, Severity
 
 #: Mean KL below this (nats) and full top-1 agreement: "no measurable effect".
@@ -58,73 +59,6 @@ class LogitEffect:
         return self.mean_logprob_b - self.mean_logprob_a
 
 
-def _load(path: Path, lora: Path | None, n_ctx: int, n_threads: int | None):
-    try:
-        import llama_cpp
-    except ImportError as exc:  # pragma: no cover
-        raise ModelFileError(
-            "llama-cpp-python is not installed; pip install llama-cpp-python"
-        ) from exc
-    if not path.is_file():
-        raise ModelFileError(f"model file not found: {path}")
-    if lora is not None and not lora.is_file():
-        raise ModelFileError(f"adapter file not found: {lora}")
-    try:
-        return llama_cpp.Llama(
-            str(path),
-            n_ctx=n_ctx,
-            n_batch=n_ctx,
-            n_ubatch=n_ctx,
-            logits_all=False,  # logits are requested per position in _answer_log_probs
-            lora_path=str(lora) if lora is not None else None,
-            seed=0,
-            n_threads=n_threads,
-            verbose=False,
-        )
-    except (ValueError, RuntimeError) as exc:
-        what = f"{path} with adapter {lora}" if lora is not None else str(path)
-        if lora is not None:
-            raise AdapterMismatch(f"cannot apply adapter {lora} to {path}: {exc}") from exc
-        raise ModelFileError(f"cannot load model {what}: {exc}") from exc
-
-
-def _answer_log_probs(llm, prompt: list[int], answer: list[int]) -> np.ndarray:
-    """Log-softmax rows predicting each answer token, computing logits only at those positions.
-
-    Uses llama-cpp-python's batch/context objects (pinned 0.3.36) so the prompt's positions skip
-    the output layer -- with a 262k vocabulary that is most of the cost of ``logits_all=True``.
-    """
-    toks = prompt + answer
-    first = len(prompt) - 1  # the position whose logits predict answer[0]
-    llm.reset()
-    llm._ctx.kv_cache_seq_rm(-1, 0, -1)
-    n_vocab = llm.n_vocab()
-    rows = []
-    for i in range(0, len(toks) - 1, llm.n_batch):
-        chunk = toks[i : min(len(toks) - 1, i + llm.n_batch)]
-        batch = llm._batch
-        batch.set_batch(chunk, n_past=i, logits_all=False)
-        wanted = [i + j >= first for j in range(len(chunk))]
-        for j, flag in enumerate(wanted):
-            batch.batch.logits[j] = flag
-        llm._ctx.decode(batch)
-        n_out = sum(wanted)
-        if n_out:
-            rows.append(
-                np.array(
-                    np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_out * n_vocab,))
-                ).reshape(n_out, n_vocab)
-            )
-    llm.reset()
-    return _log_softmax(np.concatenate(rows))
-
-
-def _log_softmax(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.float64)
-    m = x.max(axis=-1, keepdims=True)
-    return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
-
-
 def logit_effect(
     model_a: str | Path,
     model_b: str | Path,
@@ -142,50 +76,57 @@ def logit_effect(
     pairs = list(prompts_with_answers)
     if not pairs:
         raise ValueError("logit_effect needs at least one (prompt, answer) pair")
-    # Tokenise once with model a's vocabulary to size the context.
-    import llama_cpp
+    from simonsca.models.llamacpp import LlamaCppModel
 
-    vocab = llama_cpp.Llama(str(pa), vocab_only=True, verbose=False) if pa.is_file() else None
-    if vocab is None:
-        raise ModelFileError(f"model file not found: {pa}")
-    seqs = []
-    for prompt, answer in pairs:
-        p = vocab.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
-        a = vocab.tokenize(answer.encode("utf-8"), add_bos=False, special=False)
-        if not a:
-            continue
-        seqs.append((p, a))
-    vocab.close()
-    longest = max(len(p) + len(a) for p, a in seqs)
+    # Tokenise with model a's own tokenizer to size the context (the same cut of the
+    # prompt/answer boundary the teacher-forced scoring uses).
+    tokenizer = LlamaCppModel(pa, vocab_only=True)
+    try:
+        sizes = []
+        for prompt, answer in pairs:
+            p, a, _ = tokenizer.answer_tokens(prompt, answer)
+            sizes.append(len(p) + len(a))
+    finally:
+        tokenizer.close()
+    longest = max(sizes)
     ctx = n_ctx or max(64, 32 * math.ceil(longest / 32))
     if longest > ctx:
         raise ContextTooSmall(
             f"a prompt+answer has {longest} tokens but n_ctx is {ctx}; raise n_ctx"
         )
-    ma = _load(pa, la, ctx, n_threads)
-    mb = _load(pb, lb, ctx, n_threads)
+    ma = LlamaCppModel(pa, lora_path=la, n_ctx=ctx, n_threads=n_threads)
     try:
-        if ma.n_vocab() != mb.n_vocab():
+        mb = LlamaCppModel(pb, lora_path=lb, n_ctx=ctx, n_threads=n_threads)
+    except BaseException:
+        ma.close()
+        raise
+    try:
+        if ma.n_vocab != mb.n_vocab:
             raise AdapterMismatch(
-                f"{pa} and {pb} have different vocabularies ({ma.n_vocab()} vs {mb.n_vocab()} tokens)"
+                f"{pa} and {pb} have different vocabularies ({ma.n_vocab} vs {mb.n_vocab} tokens)"
             )
         kl_sum = 0.0
         kl_max = 0.0
         agree = 0
         lp_a = lp_b = 0.0
         n = 0
-        for p, a in seqs:
-            target = np.asarray(a)
-            logs = [_answer_log_probs(m, p, a) for m in (ma, mb)]
-            la_, lb_ = logs
+        n_items = 0
+        for prompt, answer in pairs:
+            _, tokens, _ = ma.answer_tokens(prompt, answer)
+            if not tokens:
+                continue
+            la_ = ma.answer_log_softmax(prompt, answer)
+            lb_ = mb.answer_log_softmax(prompt, answer)
+            target = np.asarray(tokens)
             kl = np.sum(np.exp(la_) * (la_ - lb_), axis=-1)
             kl_sum += float(kl.sum())
             kl_max = max(kl_max, float(kl.max()))
             agree += int(np.sum(la_.argmax(-1) == lb_.argmax(-1)))
-            idx = np.arange(len(a))
+            idx = np.arange(len(tokens))
             lp_a += float(la_[idx, target].sum())
             lp_b += float(lb_[idx, target].sum())
-            n += len(a)
+            n += len(tokens)
+            n_items += 1
     finally:
         ma.close()
         mb.close()
@@ -194,7 +135,7 @@ def logit_effect(
         model_b=pb,
         lora_a=la,
         lora_b=lb,
-        n_items=len(seqs),
+        n_items=n_items,
         n_positions=n,
         mean_kl=kl_sum / n,
         max_kl=kl_max,

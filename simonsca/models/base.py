@@ -1,30 +1,34 @@
-"""The small protocol every backend implements, and what flows out of it.
+"""The small protocol every backend implements, and what flows in and out of it.
 
-A :class:`Model` turns prompt text into answer text (:meth:`Model.complete`) and can say how
-likely a given answer is (:meth:`Model.score`, teacher-forced). A :class:`Baseline` answers from
-the :class:`~simonsca.tasks.Item` itself, without a prompt; the runner treats both alike.
+A :class:`Model` turns prompts into answer texts (:meth:`Model.complete_many`, greedy) and, where
+the backend can, says how likely a given answer is (:meth:`Model.likelihood_many`, teacher
+forced). A :class:`Baseline` answers from the :class:`~simonsca.tasks.Item` itself, without a
+prompt; the runner treats both alike.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
 from simonsca.tasks import Item
 
-FinishReason = Literal["stop", "length"]
+#: ``stop``: a stop string or end-of-generation token ended the answer; ``length``: it ran out of
+#: ``max_tokens``; ``cut``: simonsca stopped it early because the answer could no longer change
+#: its score for the better (see :mod:`simonsca.early_stop`).
+FinishReason = Literal["stop", "length", "cut"]
+
+#: Scoring modes a backend can offer.
+GENERATE = "generate"
+TEACHER_FORCED = "teacher-forced"
 
 
 @dataclass(frozen=True)
 class Completion:
-    """One generated answer.
-
-    ``finish_reason`` is ``"stop"`` when a stop string or end-of-generation token ended it and
-    ``"length"`` when it ran out of ``max_tokens``.
-    """
+    """One generated answer."""
 
     text: str
     n_tokens: int
@@ -32,11 +36,75 @@ class Completion:
 
 
 @dataclass(frozen=True)
+class GenerationRequest:
+    """One greedy generation: the prompt, a token budget, stop strings, and an optional watch.
+
+    ``watch`` is called with the text generated so far each time it ends a line; a non-``None``
+    return value (the reason) stops generation there with ``finish_reason="cut"``.
+    """
+
+    prompt: str
+    max_tokens: int
+    stop: tuple[str, ...] = ("\n\n",)
+    watch: Callable[[str], str | None] | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class LikelihoodRequest:
+    """Teacher forcing: how likely is ``answer`` (then ``stop``) after ``prompt``?"""
+
+    prompt: str
+    answer: str
+    stop: str = "\n\n"
+
+
+@dataclass(frozen=True)
+class AnswerLikelihood:
+    """A model's teacher-forced view of one expected answer, token by token.
+
+    ``logprobs[k]`` is the natural-log probability of answer token ``k`` given the prompt and the
+    right tokens before it; ``margins[k]`` how far below the most likely token's it lies (0: it
+    was the most likely, greedy decoding would write it; see :attr:`greedy`). ``token_ends[k]`` is the byte offset in the answer's UTF-8 text where token
+    ``k`` ends, to find the token that writes a given cell. ``stop_greedy``: after the answer,
+    greedy decoding would stop (write the blank line, or end the generation). ``boundary`` says
+    how the prompt/answer token boundary was cut (see ``LlamaCppModel.answer_tokens``).
+    """
+
+    token_ends: tuple[int, ...]
+    logprobs: tuple[float, ...]
+    margins: tuple[float, ...]  # top log-prob minus the token's, >= 0 (0: the top choice)
+    stop_logprob: float
+    stop_greedy: bool
+    boundary: str = "joint"
+
+    @property
+    def greedy(self) -> tuple[bool, ...]:
+        """Per answer token: it is the most likely token at its position (ties count)."""
+        return tuple(m <= 0.0 for m in self.margins)
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.logprobs)
+
+    @property
+    def nll(self) -> float:
+        """Mean negative log-likelihood, nats per answer token (the stop not counted)."""
+        return -sum(self.logprobs) / len(self.logprobs) if self.logprobs else 0.0
+
+    @property
+    def greedy_exact(self) -> bool:
+        """Greedy decoding would reproduce the whole answer and stop right after it."""
+        return all(self.greedy) and self.stop_greedy
+
+
+@dataclass(frozen=True)
 class ModelInfo:
-    """What identifies a model run; the hashes are the cache keys.
+    """What identifies a model run; the hashes (or the server's own report) key the cache.
 
     ``chat_template_source`` is ``"gguf"`` (the model's own template), ``"fallback:<name>"`` (a
-    named template the user chose because the GGUF has none) or ``None`` (no chat mode).
+    named template the user chose because the GGUF has none), ``"server"`` (the server applies
+    its own) or ``None`` (no chat mode). ``served`` holds what a server reports about the model
+    (kind, model id, context, version, adapters); empty for a local file.
     """
 
     name: str
@@ -45,30 +113,45 @@ class ModelInfo:
     adapter_path: str | None = None
     adapter_sha256: str | None = None
     chat_template_source: str | None = None
+    context_length: int | None = None
+    backend: str = "llama-cpp-python"
+    served: Mapping[str, object] = field(default_factory=dict)
 
 
 @runtime_checkable
 class Model(Protocol):
     """A language model behind one small interface.
 
-    Beyond ``complete`` and ``score``, the runner needs three things: ``decoding`` (the settings
-    that change outputs, part of the cache key), ``count_tokens`` (to size ``max_tokens`` from
-    the expected answer) and ``chat_prompt`` (to put a user message in the chat template).
+    ``capabilities`` names the scoring modes it supports (``generate``, ``teacher-forced``);
+    ``decoding`` the settings that change outputs (part of the cache key); ``batch_size`` how many
+    requests it decodes together (the runner groups items by it, so that results do not depend
+    on which answers were already cached); ``count_tokens`` sizes ``max_tokens`` from the
+    expected answer; ``chat_prompt`` puts a user message in the chat template.
     """
 
     name: str
     info: ModelInfo
+    capabilities: frozenset[str]
 
     @property
     def decoding(self) -> Mapping[str, object]: ...
 
-    def complete(self, prompt: str, *, max_tokens: int, stop: Sequence[str]) -> Completion: ...
+    @property
+    def batch_size(self) -> int: ...
 
-    def score(self, prompt: str, answer: str) -> float: ...
+    def complete_many(
+        self, requests: Sequence[GenerationRequest]
+    ) -> Iterator[tuple[int, Completion]]: ...
+
+    def likelihood_many(
+        self, requests: Sequence[LikelihoodRequest]
+    ) -> Iterator[tuple[int, AnswerLikelihood]]: ...
 
     def count_tokens(self, text: str) -> int: ...
 
     def chat_prompt(self, item_or_text: Item | str) -> str: ...
+
+    def close(self) -> None: ...
 
 
 def max_tokens_for(n_answer_tokens: int) -> int:
@@ -91,9 +174,10 @@ class Baseline(Protocol):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One side of the comparison: a GGUF file, optionally with a LoRA adapter applied at load."""
+    """One side of the comparison: a GGUF file (or a served model's URL), optionally with a LoRA
+    adapter applied at load."""
 
-    path: Path
+    path: Path | str
     lora: Path | None = None
     origin: str = "given"  # "given" or a sentence saying where a built-in model came from
     # The LoRA adapter that was merged into ``path``, when known: the suite then checks that
@@ -101,6 +185,14 @@ class ModelSpec:
     built_from: Path | None = None
 
     @property
+    def is_url(self) -> bool:
+        return isinstance(self.path, str) and self.path.startswith(("http://", "https://"))
+
+    @property
+    def name(self) -> str:
+        return self.path if isinstance(self.path, str) else self.path.name
+
+    @property
     def label(self) -> str:
-        name = self.path.name + (f" + {self.lora.name}" if self.lora else "")
+        name = self.name + (f" + {self.lora.name}" if self.lora else "")
         return name if self.origin == "given" else f"{name} ({self.origin})"

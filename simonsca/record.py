@@ -1,0 +1,227 @@
+"""The evaluation record: everything one run measured and decided, built once, serialised once.
+
+The suite builds an :class:`Evaluation` from the scores it computed (nothing is parsed or scored
+a second time); :mod:`simonsca.checks` judges it; :class:`EvalRecord` holds both with the run's
+identity. ``report.json`` is this record through one converter (:func:`to_json`, a pydantic
+``TypeAdapter`` over these dataclasses -- :func:`json_schema` gives its schema, :func:`from_json`
+reads it back); the Markdown, terminal and HTML views only read it.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from importlib import metadata
+from typing import Any
+
+from simonsca.checks import CheckOutcome, Status
+from simonsca.compare import Comparison, NoiseFloor, Verdict
+from simonsca.forensics.findings import Finding
+from simonsca.likelihood import ForcedScore
+from simonsca.models.base import ModelInfo
+from simonsca.scoring import ItemScore
+from simonsca.settings import Settings
+from simonsca.summary import Summary
+
+SCHEMA = "simonsca.report/2"
+
+Grid = tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Versions that can change results."""
+
+    python: str
+    numpy: str | None
+    llama_cpp_python: str | None
+    simonsca: str | None
+    platform: str
+    machine: str
+
+    @classmethod
+    def current(cls) -> Environment:
+        def version(dist: str) -> str | None:
+            try:
+                return metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                return None
+
+        return cls(
+            python=platform.python_version(),
+            numpy=version("numpy"),
+            llama_cpp_python=version("llama-cpp-python"),
+            simonsca=version("simonsca"),
+            platform=platform.platform(),
+            machine=platform.machine(),
+        )
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model (or baseline) run in one prompt mode: who it is and how the run went."""
+
+    label: str  # "base", "merged", "base (chat)", "merged + adapter", "all-dead", ...
+    side: str  # "base", "merged", "merge check", "model" or "baseline"
+    kind: str  # "model" or "baseline"
+    prompt_mode: str
+    info: ModelInfo
+    origin: str = "given"
+    generation_seconds: float = 0.0
+    generation_items_per_second: float | None = None  # over fresh answers; None: all cached
+    n_answers: int = 0
+    n_cached: int = 0
+    n_generated_tokens: int = 0
+    finish_reasons: Mapping[str, int] = field(default_factory=dict)
+    forced_seconds: float = 0.0
+    forced_items_per_second: float | None = None
+    n_forced: int = 0
+
+
+@dataclass(frozen=True)
+class AnswerRecord:
+    """One model's greedy answer to one item: the text, what the parser read, its score."""
+
+    text: str
+    n_tokens: int
+    finish_reason: str
+    cached: bool
+    value: Grid | None  # the parsed grid or counts; None when it did not parse
+    notes: tuple[str, ...]
+    score: ItemScore
+    prompt: str | None = None  # the prompt as sent, when it is not the item's raw prompt
+
+
+@dataclass(frozen=True)
+class ItemRecord:
+    """One held-out puzzle and every answer to it."""
+
+    seed: int
+    generator: str
+    family: str
+    facets: Mapping[str, str]
+    task: str
+    wrap_x: bool
+    wrap_y: bool
+    generations: int
+    symbols: Mapping[str, str]
+    prompt: str
+    input_grid: Grid
+    expected: str
+    expected_value: Grid
+    answers: Mapping[str, AnswerRecord]  # label -> greedy answer (generation items only)
+    forced: Mapping[str, ForcedScore]  # label -> teacher-forced score
+
+
+@dataclass(frozen=True)
+class MergeCheck:
+    """Does the merged file answer like base + the adapter it was built from?"""
+
+    adapter: str
+    identical: int  # items whose answer texts are byte-identical
+    n: int
+
+    @property
+    def agreement(self) -> float:
+        return self.identical / self.n if self.n else 0.0
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Everything measured: items, answers, scores, aggregates, comparisons, findings."""
+
+    settings: Settings
+    compared: str  # one line: what was compared on which items
+    items: tuple[ItemRecord, ...]
+    models: tuple[ModelEntry, ...]
+    summaries: Mapping[str, Summary]  # label -> generation metrics
+    forced_summaries: Mapping[str, Summary]  # label -> teacher-forced metrics
+    comparisons: Mapping[str, Comparison]  # prompt mode -> base vs merged (empty: one model)
+    files_identical: bool = False
+    merge_check: MergeCheck | None = None
+    noise: NoiseFloor | None = None
+    findings: tuple[Finding, ...] = ()
+    warnings: tuple[str, ...] = ()  # caveats for the reader (e.g. a server's weaker cache key)
+
+    @property
+    def primary_mode(self) -> str:
+        return self.settings.prompt_modes[0]
+
+    @property
+    def comparison(self) -> Comparison | None:
+        return self.comparisons.get(self.primary_mode)
+
+    def labels(self, kind: str | None = None) -> tuple[str, ...]:
+        return tuple(m.label for m in self.models if kind is None or m.kind == kind)
+
+    def generation_scores(self, label: str) -> tuple[ItemScore, ...]:
+        return tuple(i.answers[label].score for i in self.items if label in i.answers)
+
+    def forced_scores(self, label: str) -> tuple[ForcedScore, ...]:
+        return tuple(i.forced[label] for i in self.items if label in i.forced)
+
+
+@dataclass(frozen=True)
+class EvalRecord:
+    """One run: its identity, what it measured, and what the checks decided."""
+
+    schema: str
+    run_id: str
+    created: str  # ISO 8601, UTC
+    environment: Environment
+    evaluation: Evaluation
+    checks: tuple[CheckOutcome, ...]
+
+    @property
+    def verdict(self) -> Verdict | None:
+        comparison = self.evaluation.comparison
+        return comparison.verdict if comparison is not None else None
+
+    @property
+    def failed(self) -> tuple[CheckOutcome, ...]:
+        return tuple(c for c in self.checks if c.status is Status.FAILED)
+
+    @property
+    def passed(self) -> bool:
+        """What ``pytest evals/`` and ``simonsca compare``'s exit status both say."""
+        return not self.failed
+
+    def check(self, name: str) -> CheckOutcome:
+        for outcome in self.checks:
+            if outcome.name == name:
+                return outcome
+        raise KeyError(name)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@cache
+def _adapter() -> Any:
+    from pydantic import ConfigDict, TypeAdapter
+
+    # Non-finite numbers (an empty mean, an infinite ratio) are written as null, everywhere.
+    EvalRecord.__pydantic_config__ = ConfigDict(ser_json_inf_nan="null")  # type: ignore[attr-defined]
+    return TypeAdapter(EvalRecord)
+
+
+def to_json(record: EvalRecord) -> str:
+    """``report.json``: the record as JSON (non-finite numbers as null), keys in field order."""
+    data: bytes = _adapter().dump_json(record, indent=1)
+    return data.decode("utf-8") + "\n"
+
+
+def from_json(text: str | bytes) -> EvalRecord:
+    """Read a ``report.json`` back into the record (to re-render its views)."""
+    record: EvalRecord = _adapter().validate_json(text)
+    return record
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON schema of ``report.json``."""
+    schema: dict[str, Any] = _adapter().json_schema(mode="serialization")
+    return schema

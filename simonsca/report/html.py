@@ -1,0 +1,344 @@
+"""``report.html``: one self-contained page drawn from ``templates/report.html.j2``.
+
+This module turns the record into plain view data (rows of text, item pictures); the template
+lays it out. Jinja2 escapes every value (``autoescape=True``); the only markup passed in as safe
+is the SVG from :mod:`simonsca.report.svg`, which escapes each text it is built from. The page
+loads nothing (a Content-Security-Policy forbids any fetch), and only its own script -- named by
+hash -- may run, so an answer text that slipped through unescaped still could not execute.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
+
+from simonsca.checks import CheckOutcome
+from simonsca.compare import Comparison
+from simonsca.metrics import FORCED_METRICS, METRICS
+from simonsca.record import AnswerRecord, EvalRecord, Evaluation, ItemRecord, ModelEntry
+from simonsca.report.svg import Grid, forest_panels, forest_svg, grid_svg
+from simonsca.report.tables import (
+    SCORING_DEFINITIONS,
+    Table,
+    delta_rows,
+    exact_test_line,
+    family_rows,
+    gate_line,
+    likelihood_lines,
+    merge_check_line,
+    model_rows,
+    verdict_line,
+    verdict_title,
+)
+from simonsca.summary import FACETS, facet_sort_key
+
+#: An unparsed answer longer than this is cut in the page (report.json keeps it whole).
+MAX_ANSWER_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class AnswerView:
+    """One greedy answer to one item, as the page shows it."""
+
+    label: str
+    baseline: bool
+    exact: bool
+    picture: Markup | None  # None: the answer did not parse; ``text`` is shown instead
+    text: str
+    cells: str  # cell accuracy, "26.7%"
+    caption: str  # "cells 26.7%, live F1 0.40"
+    reason: str
+    finish_reason: str
+    prompt: str | None
+
+
+@dataclass(frozen=True)
+class ForcedView:
+    """One model's teacher-forced numbers on one item."""
+
+    label: str
+    cells: tuple[str, ...]  # in FORCED_METRICS order
+
+
+@dataclass(frozen=True)
+class ItemView:
+    seed: int
+    family: str
+    facets: str  # JSON object, for the filters
+    wrong: bool  # a model's greedy answer is not exact
+    differs: bool  # base and merged wrote different answers
+    answered: bool  # any model wrote a greedy answer
+    input_picture: Markup
+    expected_picture: Markup
+    answers: tuple[AnswerView, ...]
+    baselines: tuple[AnswerView, ...]
+    baseline_summary: str  # "all-dead 40.0%, copy-input 34.5%": their cell accuracy
+    forced: tuple[ForcedView, ...]
+    prompt: str
+
+
+@dataclass(frozen=True)
+class ModeView:
+    """Base vs merged in one prompt mode: deltas, forest plot, families, the baseline bar."""
+
+    mode: str
+    heading: str
+    verdict: str | None  # the verdict line of a mode other than the primary one
+    deltas: Table
+    tests: tuple[str, ...]
+    forest: Markup
+    families: Table
+    family_limit: str
+    baseline: str | None
+
+
+# ------------------------------------------------------------------------------------ items
+
+
+def _truncate(text: str, limit: int = MAX_ANSWER_CHARS) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+def _answer_view(
+    label: str, answer: AnswerRecord, expected: Grid, counts: bool, baseline: bool
+) -> AnswerView:
+    score = answer.score
+    cells = METRICS["cell_accuracy"].value_text(score.cell_accuracy)
+    picture = None
+    caption = ""
+    if answer.value is not None:
+        drawn = grid_svg(answer.value, expected, counts=counts, label=f"{label} answer")
+        picture = drawn.svg
+        caption = f"cells {cells}"
+        if score.live_f1 is not None:
+            caption += f", live F1 {score.live_f1:.2f}"
+    return AnswerView(
+        label=label,
+        baseline=baseline,
+        exact=score.exact,
+        picture=picture,
+        text=_truncate(answer.text),
+        cells=cells,
+        caption=caption,
+        reason=score.reason or ("" if score.parse_ok else "unparsable"),
+        finish_reason=answer.finish_reason,
+        prompt=answer.prompt,
+    )
+
+
+def _forced_cell(name: str, value: float | bool | None) -> str:
+    """One item's value: a rate is yes or no here (a share only over many items)."""
+    spec = METRICS[name]
+    if spec.aggregate == "rate" and value is not None:
+        return "yes" if value else "no"
+    return spec.value_text(None if value is None else float(value))
+
+
+def _forced_views(item: ItemRecord, labels: Sequence[str]) -> tuple[ForcedView, ...]:
+    out = []
+    for label in labels:
+        score = item.forced.get(label)
+        if score is None:
+            continue
+        cells = tuple(_forced_cell(name, getattr(score, name)) for name in FORCED_METRICS)
+        out.append(ForcedView(label, cells))
+    return tuple(out)
+
+
+def _pairs(models: Sequence[ModelEntry]) -> list[tuple[str, str]]:
+    """(base label, merged label) for each prompt mode in which both ran."""
+    out = []
+    for base in models:
+        if base.side != "base":
+            continue
+        for merged in models:
+            if merged.side == "merged" and merged.prompt_mode == base.prompt_mode:
+                out.append((base.label, merged.label))
+    return out
+
+
+def _item_view(item: ItemRecord, e: Evaluation) -> ItemView:
+    counts = item.task == "count"
+    expected = item.expected_value
+    models = [m.label for m in e.models if m.kind == "model"]
+    answers = tuple(
+        _answer_view(label, item.answers[label], expected, counts, False)
+        for label in models
+        if label in item.answers
+    )
+    baselines = tuple(
+        _answer_view(m.label, item.answers[m.label], expected, counts, True)
+        for m in e.models
+        if m.kind == "baseline" and m.label in item.answers
+    )
+    differs = any(
+        b in item.answers and m in item.answers and item.answers[b].text != item.answers[m].text
+        for b, m in _pairs(e.models)
+    )
+    return ItemView(
+        seed=item.seed,
+        family=item.family,
+        facets=json.dumps(dict(item.facets), sort_keys=True),
+        wrong=any(not a.exact for a in answers),
+        differs=differs,
+        answered=bool(answers),
+        input_picture=grid_svg(item.input_grid, counts=False, label="input").svg,
+        expected_picture=grid_svg(expected, counts=counts, label="expected").svg,
+        answers=answers,
+        baselines=baselines,
+        baseline_summary=", ".join(f"{b.label} {b.cells}" for b in baselines),
+        forced=_forced_views(item, models),
+        prompt=item.prompt,
+    )
+
+
+def facet_values(items: Sequence[ItemRecord]) -> dict[str, list[str]]:
+    """facet -> its values present in the items, facets in display order, values sorted."""
+    values: dict[str, set[str]] = {}
+    for item in items:
+        for facet, value in item.facets.items():
+            values.setdefault(facet, set()).add(str(value))
+    order = [f for f in FACETS if f in values] + sorted(f for f in values if f not in FACETS)
+    return {f: sorted(values[f], key=facet_sort_key) for f in order}
+
+
+# ------------------------------------------------------------------------------- comparisons
+
+
+def _mode_view(mode: str, c: Comparison, e: Evaluation, several: bool) -> ModeView:
+    limit = e.settings.max_family_regression
+    primary = c.primary
+    spec = METRICS[primary.families[0].metric] if primary and primary.families else None
+    suffix = f", {mode} prompts" if several else ""
+    heading = f"Merged \u2212 base (paired{suffix})"
+    other = mode != e.primary_mode
+    return ModeView(
+        mode=mode,
+        heading=heading,
+        verdict=f"{mode} prompts: {c.verdict.word} -- {c.headline}" if other else None,
+        deltas=delta_rows(c),
+        tests=tuple(exact_test_line(m) for m in (c.generation, c.forced) if m is not None),
+        forest=forest_svg(
+            forest_panels(c, limit), title=f"paired deltas, merged minus base{suffix}"
+        ),
+        families=family_rows(primary, limit) if primary is not None else ([], []),
+        family_limit=spec.delta_text(-limit) if spec is not None else "",
+        baseline=_sentence(c.baseline.sentence()) if c.baseline is not None else None,
+    )
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + "."
+
+
+# ------------------------------------------------------------------------------------ checks
+
+
+def check_table(checks: Sequence[CheckOutcome]) -> list[dict[str, str]]:
+    return [
+        {
+            "name": c.name,
+            "test": c.test,
+            "status": c.status.value,
+            "outcome": c.status.value.upper(),
+            "message": c.message,
+            "settings": ", ".join(f"{k}={v}" for k, v in c.settings),
+        }
+        for c in checks
+    ]
+
+
+# -------------------------------------------------------------------------------- the page
+
+
+def _model_files(e: Evaluation) -> list[dict[str, str]]:
+    out = []
+    for m in e.models:
+        if m.kind != "model":
+            continue
+        info = m.info
+        out.append(
+            {
+                "label": m.label,
+                "origin": m.origin,
+                "path": str(info.path or info.name),
+                "sha256": (info.sha256 or "")[:12] or "-",
+                "adapter": info.adapter_path or "",
+                "adapter_sha256": (info.adapter_sha256 or "")[:12] or "-",
+            }
+        )
+    return out
+
+
+def page_context(record: EvalRecord) -> dict[str, object]:
+    """Everything the template shows, as plain values (texts, tables, pictures)."""
+    e = record.evaluation
+    env = record.environment
+    several = len(e.comparisons) > 1
+    merge = e.merge_check
+    return {
+        "title": verdict_title(record),
+        "verdict": verdict_line(record),
+        "likelihood": " ".join(likelihood_lines(e)) or None,
+        "run_id": record.run_id,
+        "created": record.created,
+        "compared": e.compared,
+        "gate": gate_line(record.checks),
+        "gate_failed": not record.passed,
+        "models": model_rows(e),
+        "model_files": _model_files(e),
+        "files_identical": e.files_identical,
+        "modes": [_mode_view(mode, comp, e, several) for mode, comp in e.comparisons.items()],
+        "checks": check_table(record.checks),
+        "findings": e.findings,
+        "merge_check": merge_check_line(merge) if merge is not None else None,
+        "notes": e.warnings,
+        "environment": [
+            ("python", env.python),
+            ("numpy", env.numpy or "-"),
+            ("llama-cpp-python", env.llama_cpp_python or "-"),
+            ("simonsca", env.simonsca or "-"),
+            ("platform", env.platform),
+            ("machine", env.machine),
+        ],
+        "definitions": SCORING_DEFINITIONS,
+        "forced_header": [METRICS[m].column for m in FORCED_METRICS],
+        "facets": facet_values(e.items),
+        "items": [_item_view(item, e) for item in e.items],
+    }
+
+
+def csp_hash(script: str) -> Markup:
+    """The Content-Security-Policy source that allows exactly this inline script."""
+    digest = hashlib.sha256(str(script).encode("utf-8")).digest()
+    return Markup("'sha256-" + base64.b64encode(digest).decode("ascii") + "'")
+
+
+@cache
+def environment() -> Environment:
+    """The Jinja2 environment: templates from the package, everything escaped, and a missing
+    value an error rather than an empty string."""
+    env = Environment(
+        loader=PackageLoader("simonsca.report", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["csp_hash"] = csp_hash
+    return env
+
+
+def render_html(record: EvalRecord) -> str:
+    """The page for ``record`` (byte-identical for the same record)."""
+    return environment().get_template("report.html.j2").render(page_context(record))

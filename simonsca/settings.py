@@ -1,0 +1,573 @@
+"""Every setting, declared once: its ``[tool.simonsca]`` key, command-line flag, default, parser.
+
+:class:`Settings` is the one table. Each field carries (in its metadata) the flag, help text and
+the parser that turns a value from the command line or from ``pyproject.toml`` into its type --
+one parser per kind, so ``0.9`` and ``90%`` mean the same rate everywhere. The pytest plugin and
+the ``simonsca`` commands register their options from this table (as pytest-benchmark does for
+its display options), so the two can never drift; :mod:`simonsca.checks` reads the thresholds.
+
+Precedence: command line, then ``[tool.simonsca]``, then the default here. A bad value is a
+:class:`~simonsca.errors.ConfigError` naming where it came from and what was expected -- before
+any model is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from simonsca.errors import ConfigError
+
+#: Largest number of items one run may ask for (items are built in memory before any model runs;
+#: 100,000 greedy answers of a 270M model take about two days on two CPU cores).
+MAX_ITEMS = 100_000
+#: Evaluation seeds start here (lower seeds are the v5 training items) and stay below this.
+EVAL_SEED_START = 1_000_000
+EVAL_SEED_END = 10**15
+
+Group = Literal["models", "items", "backend", "checks", "output"]
+
+
+# --------------------------------------------------------------------------- parsers
+# Each takes the raw value (a string from the command line, or a TOML value) and returns the
+# typed value or raises ValueError with what was expected.
+
+
+def rate(value: Any) -> float:
+    """A share between 0 and 1: ``0.9``, ``90%``."""
+    number = _number(value, "a rate between 0 and 1 (e.g. 0.9 or 90%)")
+    if not 0.0 <= number <= 1.0:
+        raise ValueError(f"expected a rate between 0 and 1 (e.g. 0.9 or 90%), got {value!r}")
+    return number
+
+
+def gain(value: Any) -> float:
+    """A change in a rate, between -1 and 1: ``0.05``, ``5%``, ``-2%``."""
+    number = _number(value, "a gain between -1 and 1 (e.g. 0.05 or 5%)")
+    if not -1.0 <= number <= 1.0:
+        raise ValueError(f"expected a gain between -1 and 1 (e.g. 0.05 or 5%), got {value!r}")
+    return number
+
+
+def significance(value: Any) -> float:
+    """A significance level, above 0 and at most 0.5: ``0.05``, ``5%``."""
+    number = _number(value, "a significance level such as 0.05")
+    if not 0.0 < number <= 0.5:
+        raise ValueError(f"expected a significance level above 0 and at most 0.5, got {value!r}")
+    return number
+
+
+def _number(value: Any, expected: str) -> float:
+    if isinstance(value, bool):  # a TOML true is not 1.0; parsers raise ValueError for all
+        raise ValueError(f"expected {expected}, got {value!r}")  # noqa: TRY004
+    if isinstance(value, (int, float)):
+        number = float(value)
+    else:
+        text = str(value).strip()
+        try:
+            number = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        except ValueError:
+            raise ValueError(f"expected {expected}, got {value!r}") from None
+    if math.isnan(number) or math.isinf(number):
+        raise ValueError(f"expected {expected}, got {value!r}")
+    return number
+
+
+def integer(low: int, high: int) -> Callable[[Any], int]:
+    """A whole number in ``[low, high]``."""
+
+    def parse(value: Any) -> int:
+        if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"expected a whole number from {low} to {high}, got {value!r}")
+        try:
+            number = (
+                int(str(value).strip().replace("_", "")) if not isinstance(value, int) else value
+            )
+        except ValueError:
+            raise ValueError(
+                f"expected a whole number from {low} to {high}, got {value!r}"
+            ) from None
+        if not low <= number <= high:
+            raise ValueError(f"expected a whole number from {low} to {high}, got {value!r}")
+        return int(number)
+
+    parse.__doc__ = f"A whole number from {low} to {high}."
+    return parse
+
+
+def choice(*options: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = str(value).strip()
+        if text not in options:
+            raise ValueError(f"expected one of {', '.join(options)}, got {value!r}")
+        return text
+
+    parse.__doc__ = f"One of {', '.join(options)}."
+    return parse
+
+
+def text(value: Any) -> str:
+    out = str(value)
+    if not out.strip():
+        raise ValueError("expected a non-empty value")
+    return out
+
+
+def model_ref(value: Any) -> str:
+    """A GGUF path, or the URL of a served model (``http://host:port/v1#name``)."""
+    out = str(value).strip()
+    if not out:
+        raise ValueError("expected a .gguf path or a server URL")
+    return out
+
+
+def flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    lowered = str(value).strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def run_id(value: Any) -> str:
+    out = str(value).strip()
+    ok = out and all(ch.isalnum() or ch in "-_." for ch in out) and out not in (".", "..")
+    if not ok or out == "latest":
+        raise ValueError(
+            f"expected a run id of letters, digits, '-', '_' and '.', not 'latest', got {value!r}"
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def setting(
+    default: Any,
+    parse: Callable[[Any], Any],
+    help: str,
+    *,
+    group: Group,
+    metavar: str | None = None,
+    action: Literal["store_true", "store_false"] | None = None,
+    plugin_flag: str | None = None,
+    cli: bool = True,
+    pyproject: bool = True,
+) -> Any:
+    """A field of :class:`Settings` with its command-line face.
+
+    ``plugin_flag`` renames the option under pytest where the plain flag is too generic to claim
+    in every pytest run (the CLI accepts both spellings). ``cli=False`` keeps a setting off the
+    ``simonsca`` commands (``pytest``-only); ``pyproject=False`` off ``[tool.simonsca]``.
+    """
+    return field(
+        default=default,
+        metadata={
+            "parse": parse,
+            "help": help,
+            "group": group,
+            "metavar": metavar,
+            "action": action,
+            "plugin_flag": plugin_flag,
+            "cli": cli,
+            "pyproject": pyproject,
+        },
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What one evaluation depends on; the same settings + the same files => the same report."""
+
+    # -- which models
+    base_model: str | None = setting(
+        None,
+        model_ref,
+        "base model: a GGUF file or a server URL (default: built-in Gemma 3 270M)",
+        group="models",
+        metavar="GGUF|URL",
+    )
+    merged_model: str | None = setting(
+        None,
+        model_ref,
+        "finetuned (merged) model: a GGUF file or a server URL",
+        group="models",
+        metavar="GGUF|URL",
+    )
+    lora: str | None = setting(
+        None,
+        text,
+        "LoRA adapter GGUF applied to the merged side at load; without "
+        "--merged-model: compare base with base + adapter",
+        group="models",
+        metavar="GGUF",
+    )
+    merged_from_lora: str | None = setting(
+        None,
+        text,
+        "the adapter merged into --merged-model: also run base + adapter and check "
+        "the merged file answers the same",
+        group="models",
+        metavar="GGUF",
+    )
+    # -- which items and how they are put
+    eval_size: int = setting(
+        16,
+        integer(1, MAX_ITEMS),
+        "held-out items answered by greedy generation",
+        group="items",
+        metavar="N",
+    )
+    forced_size: int = setting(
+        32,
+        integer(1, MAX_ITEMS),
+        "held-out items scored by teacher forcing (the first "
+        "--eval-size of them are the generated ones)",
+        group="items",
+        metavar="N",
+    )
+    eval_seed: int = setting(
+        EVAL_SEED_START,
+        integer(EVAL_SEED_START, EVAL_SEED_END),
+        f"first held-out seed (>= {EVAL_SEED_START:,}; lower seeds are training items)",
+        group="items",
+        metavar="S",
+    )
+    eval_family: str = setting(
+        "v5-small",
+        choice("v5-small", "v5", "next-small", "generalization"),
+        "item family: v5-small (the seed's puzzles, sides 5-8), v5 (5-15), next-small, "
+        "generalization",
+        group="items",
+        metavar="NAME",
+    )
+    scoring: str = setting(
+        "both",
+        choice("generate", "teacher-forced", "both"),
+        "greedy answers, teacher-forced answer likelihood, or both",
+        group="items",
+        metavar="MODE",
+    )
+    prompt_mode: str = setting(
+        "raw",
+        choice("raw", "chat", "both"),
+        "raw training text, the model's chat template (what chat apps send), or both",
+        group="items",
+        metavar="MODE",
+    )
+    early_stop: bool = setting(
+        True,
+        flag,
+        "stop a greedy answer once it can no longer change its score "
+        "(--no-early-stop: run every answer to its token budget)",
+        group="items",
+        action="store_false",
+    )
+    chat_template: str | None = setting(
+        None,
+        choice("gemma", "llama3", "chatml"),
+        "fallback chat template for a model without one: gemma, llama3 or chatml",
+        group="items",
+        metavar="NAME",
+    )
+    # -- how models run
+    n_ctx: int = setting(
+        2048,
+        # Generous on purpose: the real limit is the model's own (checked against its GGUF
+        # before loading, with that number in the message); this bound only stops the absurd.
+        integer(64, 1 << 27),
+        "context window per sequence, in tokens",
+        group="backend",
+        metavar="N",
+    )
+    n_threads: int | None = setting(
+        None,
+        integer(1, 1024),
+        "CPU threads for llama.cpp (default: all cores)",
+        group="backend",
+        metavar="N",
+    )
+    n_gpu_layers: int | None = setting(
+        None,
+        integer(-1, 100_000),
+        "layers offloaded to a GPU (default: all where the "
+        "llama.cpp build has GPU support, else 0; -1 = all)",
+        group="backend",
+        metavar="N",
+    )
+    batch_size: int = setting(
+        1,
+        integer(1, 256),
+        "sequences llama.cpp decodes together (answers can differ from "
+        "batch size 1 in near-ties; part of the cache key)",
+        group="backend",
+        metavar="N",
+    )
+    concurrency: int | None = setting(
+        None,
+        integer(1, 1024),
+        "requests in flight to a model server (default: its slots)",
+        group="backend",
+        metavar="N",
+    )
+    request_timeout: float = setting(
+        600.0,
+        lambda v: float(integer(1, 86_400)(v)),
+        "seconds to wait for one server answer",
+        group="backend",
+        metavar="S",
+    )
+    cache: bool = setting(
+        True,
+        flag,
+        "read and write cached answers (--no-cache: neither)",
+        group="backend",
+        action="store_false",
+        plugin_flag="--no-simonsca-cache",
+    )
+    # -- what passes
+    min_exact_gain: float | None = setting(
+        None,
+        gain,
+        "fail unless merged - base exact match >= X (0.05 or 5%%)",
+        group="checks",
+        metavar="X",
+    )
+    min_cell_gain: float | None = setting(
+        None,
+        gain,
+        "fail unless merged - base cell accuracy >= X",
+        group="checks",
+        metavar="X",
+    )
+    max_family_regression: float = setting(
+        0.10,
+        rate,
+        "fail when one family's cell accuracy drops by more than X",
+        group="checks",
+        metavar="X",
+    )
+    min_parse_rate: float | None = setting(
+        None,
+        rate,
+        "fail when a smaller share of the merged answers parses",
+        group="checks",
+        metavar="X",
+    )
+    require_skill: bool = setting(
+        False,
+        flag,
+        "fail (not xfail) when the merged model shows no skill beyond the trivial baselines",
+        group="checks",
+        action="store_true",
+    )
+    min_merge_agreement: float = setting(
+        0.9,
+        rate,
+        "with --merged-from-lora: the share of items where the merged file must "
+        "answer exactly like base + adapter",
+        group="checks",
+        metavar="X",
+    )
+    min_chat_gain_share: float = setting(
+        0.5,
+        rate,
+        "with --prompt-mode both: the share of the raw cell-accuracy gain the chat "
+        "format must keep",
+        group="checks",
+        metavar="X",
+    )
+    alpha: float = setting(
+        0.05,
+        significance,
+        "significance level of every test and (1 - alpha) CI",
+        group="checks",
+        metavar="A",
+    )
+    # -- where results go
+    reports_dir: str | None = setting(
+        "reports",
+        text,
+        "where reports go (a folder per run, and latest/)",
+        group="output",
+        metavar="DIR",
+        plugin_flag="--simonsca-reports-dir",
+    )
+    run_id: str | None = setting(
+        None,
+        run_id,
+        "name of this run's report folder (default: UTC time + a unique suffix)",
+        group="output",
+        metavar="ID",
+        plugin_flag="--simonsca-run-id",
+        pyproject=False,
+    )
+    progress: bool = setting(
+        True,
+        flag,
+        "show progress bars",
+        group="output",
+        action="store_false",
+        plugin_flag="--no-simonsca-progress",
+        pyproject=False,
+    )
+
+    @property
+    def scoring_modes(self) -> tuple[str, ...]:
+        return ("generate", "teacher-forced") if self.scoring == "both" else (self.scoring,)
+
+    @property
+    def prompt_modes(self) -> tuple[str, ...]:
+        return ("raw", "chat") if self.prompt_mode == "both" else (self.prompt_mode,)
+
+    @property
+    def n_items(self) -> int:
+        """Items built: enough for every scoring mode that runs."""
+        sizes = [self.eval_size] if "generate" in self.scoring_modes else []
+        if "teacher-forced" in self.scoring_modes:
+            sizes.append(self.forced_size)
+        return max(sizes)
+
+
+@dataclass(frozen=True)
+class Option:
+    """How one setting appears on a command line."""
+
+    key: str
+    flag: str  # the CLI flag
+    plugin_flag: str  # the pytest flag (the same unless too generic)
+    default: Any
+    parse: Callable[[Any], Any]
+    help: str
+    group: Group
+    metavar: str | None
+    action: str | None
+    cli: bool
+    pyproject: bool
+
+
+def options() -> tuple[Option, ...]:
+    """Every setting as a command-line option, in declaration order."""
+    out = []
+    for f in dataclasses.fields(Settings):
+        meta = f.metadata
+        flag_ = "--" + f.name.replace("_", "-")
+        if meta["action"] == "store_false":
+            flag_ = "--no-" + f.name.replace("_", "-")
+        out.append(
+            Option(
+                key=f.name,
+                flag=flag_,
+                plugin_flag=meta["plugin_flag"] or flag_,
+                default=f.default,
+                parse=meta["parse"],
+                help=meta["help"],
+                group=meta["group"],
+                metavar=meta["metavar"],
+                action=meta["action"],
+                cli=meta["cli"],
+                pyproject=meta["pyproject"],
+            )
+        )
+    return tuple(out)
+
+
+def add_options(add: Callable[..., Any], groups: Iterable[Group], *, plugin: bool) -> None:
+    """Register the settings of ``groups`` with an argparse ``add_argument`` or a pytest
+    ``addoption``. Values stay raw (``dest`` = the key, default ``None``): :func:`resolve`
+    parses them, with those from ``pyproject.toml``, through the same parser."""
+    wanted = set(groups)
+    for opt in options():
+        if opt.group not in wanted or (not plugin and not opt.cli):
+            continue
+        names = [opt.plugin_flag] if plugin else list(dict.fromkeys([opt.flag, opt.plugin_flag]))
+        kwargs: dict[str, Any] = {"dest": dest(opt.key), "default": None, "help": opt.help}
+        if opt.action is not None:
+            kwargs["action"] = opt.action
+        else:
+            kwargs["metavar"] = opt.metavar
+        add(*names, **kwargs)
+
+
+def dest(key: str) -> str:
+    """The argparse/pytest destination of a setting (prefixed: pytest shares one namespace)."""
+    return f"simonsca_{key}"
+
+
+def read_pyproject(root: Path) -> dict[str, Any]:
+    """``[tool.simonsca]`` from ``root/pyproject.toml`` (empty when absent), keys checked."""
+    import tomllib
+
+    path = root / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: not valid TOML ({error})") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot be read ({error.strerror})") from None
+    table = data.get("tool", {}).get("simonsca", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [tool.simonsca] must be a table")
+    known = {o.key for o in options() if o.pyproject}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown [tool.simonsca] key(s) {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(known))}"
+        )
+    return {key: (value, f"{path} [tool.simonsca] {key}") for key, value in table.items()}
+
+
+def resolve(
+    command_line: Mapping[str, Any],
+    pyproject: Mapping[str, tuple[Any, str]] | None = None,
+) -> Settings:
+    """Settings from raw command-line values (``None`` = not given) over ``[tool.simonsca]``
+    values (each with where it came from) over the defaults; every value parsed once, here."""
+    flags = {o.key: o for o in options()}
+    values: dict[str, Any] = {}
+    for key, (raw, where) in (pyproject or {}).items():
+        values[key] = _parse(flags[key], raw, where)
+    for key, raw in command_line.items():
+        if raw is None:
+            continue
+        if key not in flags:
+            raise ConfigError(f"unknown setting {key!r}")
+        opt = flags[key]
+        values[key] = (
+            raw if opt.action is not None and isinstance(raw, bool) else _parse(opt, raw, opt.flag)
+        )
+    settings = Settings(**values)
+    _cross_check(settings)
+    return settings
+
+
+def _parse(opt: Option, raw: Any, where: str) -> Any:
+    if raw is None:
+        return None
+    try:
+        return opt.parse(raw)
+    except ValueError as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
+def _cross_check(s: Settings) -> None:
+    """Combinations no single parser can see."""
+    if s.eval_seed + s.n_items > EVAL_SEED_END:
+        raise ConfigError(
+            f"--eval-seed {s.eval_seed} + {s.n_items} items runs past the last held-out seed "
+            f"{EVAL_SEED_END:,}"
+        )
+    if s.merged_from_lora is not None and s.merged_model is None:
+        raise ConfigError("--merged-from-lora needs --merged-model (the merged file to check)")
+    if s.base_model is not None and s.merged_model is None and s.lora is None:
+        raise ConfigError("--base-model needs --merged-model or --lora to compare against")
