@@ -128,11 +128,10 @@ def _force(
     return len(items), sum(lik.n_tokens for lik in run.likelihoods)
 
 
-@pytest.mark.parametrize("n_seq", [1, 4])
-def test_simonsca_teacher_forced(
-    benchmark: Any, gemma: Path, items: list[Item], n_seq: int
-) -> None:
-    _run(benchmark, f"simonsca teacher-forced, batch {n_seq}", lambda: _force(gemma, items, n_seq))
+def test_simonsca_teacher_forced(benchmark: Any, gemma: Path, items: list[Item]) -> None:
+    """One sequence at a time, 256 tokens per decode call (groups of 4 sequences measured
+    0.92x as fast on 2 cores, so the backend does not group them)."""
+    _run(benchmark, "simonsca teacher-forced", lambda: _force(gemma, items))
 
 
 def _tiny() -> Path:

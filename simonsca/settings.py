@@ -184,6 +184,8 @@ def setting(
 
 @dataclass(frozen=True)
 class Settings:
+    # A field's help text says what its command-line flag does: for the flags that switch a
+    # default off (``--no-cache``), what switching it off does.
     """What one evaluation depends on; the same settings + the same files => the same report."""
 
     # -- which models
@@ -265,8 +267,8 @@ class Settings:
     early_stop: bool = setting(
         True,
         flag,
-        "stop a greedy answer once it can no longer change its score "
-        "(--no-early-stop: run every answer to its token budget)",
+        "run every greedy answer to its token budget (default: stop it once it can no "
+        "longer change its score)",
         group="items",
         action="store_false",
     )
@@ -327,7 +329,7 @@ class Settings:
     cache: bool = setting(
         True,
         flag,
-        "read and write cached answers (--no-cache: neither)",
+        "neither read nor write cached answers ($SIMONSCA_CACHE, default ~/.cache/simonsca)",
         group="backend",
         action="store_false",
         plugin_flag="--no-simonsca-cache",
@@ -412,7 +414,7 @@ class Settings:
     progress: bool = setting(
         True,
         flag,
-        "show progress bars",
+        "hide the progress bars (items done, rate, ETA)",
         group="output",
         action="store_false",
         plugin_flag="--no-simonsca-progress",

@@ -224,7 +224,7 @@ def _preflight_reports(settings: Settings) -> Path | None:
 def _load(spec: ModelSpec, settings: Settings, *, lora: Path | None = None) -> Model:
     adapter = lora if lora is not None else spec.lora
     if spec.is_url:
-        from simonsca.models.loading import open_served_model
+        from simonsca.models.served import open_served_model
 
         if adapter is not None:
             raise ConfigError(

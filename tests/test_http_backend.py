@@ -21,12 +21,14 @@ import pytest
 
 from simonsca.errors import ConfigError, ContextTooSmall, SimonscaError
 from simonsca.models.base import GenerationRequest, LikelihoodRequest, Model
-from simonsca.models.loading import is_model_url, open_served_model, parse_model_url
-from simonsca.models.openai_http import (
+from simonsca.models.served import (
     SERVER_CHAT_PREFIX,
     SUPPORT,
     ScoringUnsupported,
     ServerError,
+    is_model_url,
+    open_served_model,
+    parse_model_url,
     support_table,
 )
 
@@ -427,7 +429,9 @@ def llama_server_completion(b: dict[str, Any]) -> Reply:
         reply.update(content="", stop_type="eos", completion_probabilities=[])
         return 200, reply
     [[token, bias]] = b["logit_bias"]
-    assert bias > 100 and b["id_slot"] == 0 and b["cache_prompt"] is True
+    # the prompt is decoded afresh, then each request reuses the slot's cache for the prefix
+    first = prefix == toy_tokens("P:", True)
+    assert bias > 100 and b["id_slot"] == 0 and b["cache_prompt"] is not first
     top = 1000 + ord("7")
     lp = -0.1 if token == top else toy_logprob(len(prefix), token)
     reply["completion_probabilities"] = [
@@ -525,6 +529,76 @@ def test_llama_server_without_a_template_chats_on_its_chat_endpoint(serve: Any) 
     assert sent["lora"] == [{"id": 0, "scale": 1.0}, {"id": 1, "scale": 0.0}]
 
 
+def real_llama_server_routes() -> dict[tuple[str, str], Route]:
+    """Bodies recorded from the real llama-server (llama-cpp-python 0.3.36's llama.cpp) serving
+    Gemma 3 270M, which has no chat template, with one LoRA adapter, on two slots."""
+    return {
+        ("GET", "/props"): fixed(body("llama_server_real_props.json")),
+        ("GET", "/v1/models"): fixed(body("llama_server_real_v1_models.json")),
+        ("GET", "/lora-adapters"): fixed(body("llama_server_real_lora_adapters.json")),
+        ("POST", "/tokenize"): toy_tokenize_with_pieces,
+    }
+
+
+def test_real_llama_server_bodies_give_slots_context_and_adapter(serve: Any) -> None:
+    url, _ = serve(real_llama_server_routes())
+    with open_served_model(url + "#gemma-3-270m-q4_k_m") as model:
+        assert model.facts.kind == "llama-server" and model.facts.version == "b1-0c1e570"
+        assert model.facts.slots == 2 and model.facts.context_length == 1024  # per slot
+        assert model.facts.lora == ((0, 0.0),)
+    with open_served_model(url + "#adapter") as model:
+        assert model.facts.lora == ((0, 1.0),)
+
+
+def test_llama_servers_builtin_chatml_is_not_taken_for_the_models_template(serve: Any) -> None:
+    """A GGUF without a chat template shows llama-server's built-in ChatML in /props: chat mode
+    refuses it in one line, as the in-process backend does, unless a fallback is named."""
+    url, fake = serve(real_llama_server_routes())
+    with open_served_model(url) as model:
+        assert model.facts.chat_template is None and model.info.chat_template_source is None
+        with pytest.raises(ConfigError, match="no chat template.*--chat-template") as info:
+            model.chat_prompt("hello")
+        assert "\n" not in str(info.value)
+    with open_served_model(url, chat_template="gemma") as model:
+        assert model.chat_prompt("hello").startswith("<start_of_turn>user\nhello")
+    assert fake.bodies("/apply-template") == []
+
+
+def test_real_llama_server_context_refusal_is_one_line(serve: Any) -> None:
+    url, _ = serve(
+        {
+            **real_llama_server_routes(),
+            ("POST", "/completion"): fixed(body("llama_server_real_context_error.json"), 400),
+        }
+    )
+    with open_served_model(url) as model:
+        object.__setattr__(model.facts, "context_length", None)  # skip the client's own check
+        with pytest.raises(ContextTooSmall, match="exceeds the available context size") as info:
+            model.complete("P:", max_tokens=4)
+    assert "\n" not in str(info.value)
+
+
+def test_llama_server_underflowed_probability_is_floored(serve: Any) -> None:
+    """llama-server writes log(0) as the lowest float32 (-3.4e38), not null."""
+    forced = body("llama_server_real_completion_forced.json")
+
+    def completion(b: dict[str, Any]) -> Reply:
+        reply = json.loads(json.dumps(forced))
+        if "logit_bias" not in b:
+            reply["stop_type"] = "eos"
+            return 200, reply
+        [[token, _]] = b["logit_bias"]
+        entry = reply["completion_probabilities"][0]
+        entry["id"] = token
+        entry["logprob"] = -3.4028234663852886e38
+        return 200, reply
+
+    url, _ = serve({**real_llama_server_routes(), ("POST", "/completion"): completion})
+    with open_served_model(url) as model:
+        [(_, got)] = list(model.likelihood_many([LikelihoodRequest("P:", "7", stop="")]))
+    assert got.logprobs == (-1.0e4,) and got.margins[0] == pytest.approx(1.0e4 - 1.707, abs=0.01)
+
+
 def test_chat_mode_without_a_renderer_goes_to_the_chat_endpoint(serve: Any) -> None:
     url, fake = serve(
         llama_cpp_python_routes(
@@ -574,7 +648,7 @@ def test_a_url_that_is_not_a_model_server_is_one_clear_line(serve: Any) -> None:
 def test_unavailable_and_rate_limited_answers_are_retried_with_backoff(
     serve: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import simonsca.models.openai_http as http_module
+    import simonsca.models.served.client as http_module
 
     slept: list[float] = []
     monkeypatch.setattr(http_module.time, "sleep", slept.append)

@@ -22,8 +22,7 @@ import pytest
 from simonsca.dataset import make_item
 from simonsca.errors import ContextTooSmall
 from simonsca.models.base import GenerationRequest, LikelihoodRequest, max_tokens_for
-from simonsca.models.loading import open_served_model
-from simonsca.models.openai_http import ServedModel, ServerError
+from simonsca.models.served import ServedModel, ServerError, open_served_model
 
 pytestmark = [pytest.mark.model, pytest.mark.server]
 
