@@ -26,7 +26,7 @@ from simonsca.gguf_file import adapter_fit_problem, identical_files, open_gguf
 from simonsca.likelihood import forced_score
 from simonsca.metrics import FORCED_METRICS, GENERATION_METRICS
 from simonsca.models import BASELINES
-from simonsca.models.base import Model, ModelInfo, ModelSpec
+from simonsca.models.base import Model, ModelSpec
 from simonsca.record import (
     SCHEMA,
     AnswerRecord,
@@ -157,11 +157,15 @@ def plan(settings: Settings, *, single: str | None = None) -> Plan:
             _preflight_model(spec, settings, side)
     reports_dir = _preflight_reports(settings)
     run_id = settings.run_id or make_run_id()
-    if reports_dir is not None and (reports_dir / run_id).exists():
-        raise ConfigError(
-            f"{reports_dir / run_id} already exists: a report for run {run_id} is there; "
-            "choose another --run-id (under pytest: --simonsca-run-id)"
-        )
+    if reports_dir is not None:
+        if (reports_dir / run_id).exists():
+            raise ConfigError(
+                f"{reports_dir / run_id} already exists: a report for run {run_id} is there; "
+                "choose another --run-id (under pytest: --simonsca-run-id)"
+            )
+        from simonsca.report.files import claim_run
+
+        claim_run(reports_dir, run_id)
     items = tuple(
         dataset.eval_items(
             settings.n_items, settings.eval_seed, dataset.families(settings.eval_family)
@@ -672,7 +676,7 @@ def evaluate_plan(p: Plan, *, say: Say = _stderr) -> EvalRecord:
     findings = _findings(p, comparison, same, say)
     infos = [run.info for run in runs.generation.values()]
     infos += [run.info for run in runs.forced.values()]
-    warnings = tuple(w for info in infos for w in _info_warnings(info))
+    warnings = tuple(w for info in infos for w in info.caveats)
     evaluation = Evaluation(
         settings=s,
         compared=p.describe(),
@@ -699,18 +703,6 @@ def evaluate_plan(p: Plan, *, say: Say = _stderr) -> EvalRecord:
     if chat is not None:
         record = replace(record, evaluation=replace(evaluation, findings=(*findings, chat)))
     return record
-
-
-def _info_warnings(info: ModelInfo) -> list[str]:
-    if info.served:
-        return [
-            (
-                "answers are cached under what the server reports about the model (its id and "
-                "version), which is weaker than a file hash: clear the cache (or pass "
-                "--no-cache) after changing the served weights under the same name"
-            )
-        ]
-    return []
 
 
 def run_suite(settings: Settings, *, say: Say = _stderr, single: str | None = None) -> SuiteResult:

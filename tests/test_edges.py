@@ -483,6 +483,32 @@ def test_run_id_onto_an_existing_run_is_refused_before_model_work(
     assert {p.name: p.read_bytes() for p in (reports / "mine").iterdir()} == before
 
 
+def test_a_run_id_claimed_by_a_live_run_is_refused_before_model_work(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Two runs given one --run-id at once: the one that plans second is refused at once (the
+    first run's claim names a live process); a claim whose process is gone is taken over."""
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        (reports / ".claim-mine").write_text(f"{other.pid}\n")
+        run = cli(
+            capfd, "eval", BASE, *FAST, "--no-cache", "--reports-dir", reports, "--run-id", "mine"
+        )
+        run.error_line("mine", "another simonsca", str(other.pid), "--run-id")
+        assert not run.model_work_started and not (reports / "mine").exists()
+    finally:
+        other.kill()
+        other.wait()
+    run = cli(
+        capfd, "eval", BASE, *FAST, "--no-cache", "--reports-dir", reports, "--run-id", "mine"
+    )
+    run.clean()
+    assert run.rc == 0 and (reports / "mine" / "report.json").is_file()
+    assert not list(reports.glob(".claim-*"))  # released once the folder is written
+
+
 @pytest.mark.parametrize("bad", ["latest", "..", "a/b", "", " "])
 def test_run_ids_that_are_not_folder_names_are_refused(
     bad: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]

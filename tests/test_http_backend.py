@@ -189,6 +189,10 @@ def test_llama_server_is_detected_with_its_slots_context_and_template(serve: Any
         # the base model: every adapter explicitly at scale 0 (the server applies them by default)
         assert model.facts.lora == ((0, 0.0), (1, 0.0))
         assert model.decoding["concurrency"] == 1  # slots change temperature-0 results
+        # ... and the report says so, beside the weaker cache key
+        cache_key, slots = model.info.caveats
+        assert "weaker than a file hash" in cache_key
+        assert "1 in flight on 1 slot)" in slots and "--concurrency" in slots
 
 
 def test_llama_server_name_can_pick_a_lora_adapter(serve: Any) -> None:
@@ -340,6 +344,7 @@ def test_openai_generic_server_generates_but_refuses_teacher_forcing(serve: Any)
         assert model.facts.kind == "openai"
         assert model.complete("hi", max_tokens=2).finish_reason == "length"
         assert "top_k" not in fake.bodies("/v1/completions")[0]  # plain OpenAI has none
+        assert len(model.info.caveats) == 1  # the cache key only: one request at a time
         with pytest.raises(ScoringUnsupported) as info:
             model.likelihood_many([LikelihoodRequest("a", "b")])
         assert "\n" not in str(info.value) and url in str(info.value)

@@ -104,7 +104,8 @@ class ModelInfo:
     ``chat_template_source`` is ``"gguf"`` (the model's own template), ``"fallback:<name>"`` (a
     named template the user chose because the GGUF has none), ``"server"`` (the server applies
     its own) or ``None`` (no chat mode). ``served`` holds what a server reports about the model
-    (kind, model id, context, version, adapters); empty for a local file.
+    (kind, model id, context, version, adapters); empty for a local file. ``caveats`` are
+    carried into the report's warnings (not part of the cache key).
     """
 
     name: str
@@ -116,6 +117,7 @@ class ModelInfo:
     context_length: int | None = None
     backend: str = "llama-cpp-python"
     served: Mapping[str, object] = field(default_factory=dict)
+    caveats: tuple[str, ...] = ()  # what a reader of results from this model should know
 
 
 @runtime_checkable

@@ -6,10 +6,17 @@ leaves a hidden partial folder (and perhaps ``.tmp`` files), which the next run 
 carry simonsca's marker file, so nothing else is ever touched. ``<reports>/latest`` is a symlink
 to the newest run (a copy marked as simonsca's where symlinks are not available); a real folder
 there that simonsca did not make is the user's and is left alone, with a warning.
+
+A run claims its id when it is planned (:func:`claim_run`: a ``.claim-<run-id>`` file holding
+the process id, made with ``O_EXCL``), so a second run given the same ``--run-id`` while the
+first is still working is refused before its model work, not after. A claim whose process is
+gone is stale and taken over.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import shutil
 import sys
@@ -25,6 +32,8 @@ MARKER = ".simonsca-run"
 PARTIAL_PREFIX = ".partial-"
 #: The empty file written (and removed) to see that the reports folder takes files.
 PROBE_PREFIX = ".simonsca-probe-"
+#: A planned run's claim on its id (holds the claiming process's id).
+CLAIM_PREFIX = ".claim-"
 
 
 def _warn(message: str) -> None:
@@ -62,6 +71,9 @@ def _clear_leftovers(root: Path, warn: Callable[[str], None]) -> None:
         ours = partial and ((entry / MARKER).is_file() or _is_empty_dir(entry))
         ours = ours or (entry.name.startswith(f".{LATEST}-") and _is_ours(entry))
         ours = ours or (entry.name.startswith(PROBE_PREFIX) and _is_empty_file(entry))
+        if entry.name.startswith(CLAIM_PREFIX) and entry.is_file() and not entry.is_symlink():
+            holder = _claim_holder(entry)
+            ours = holder is None or not _alive(holder)  # a live run's claim stays
         if ours and entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
         elif ours:
@@ -70,6 +82,55 @@ def _clear_leftovers(root: Path, warn: Callable[[str], None]) -> None:
         if run.is_dir() and not run.is_symlink() and (run / MARKER).is_file():
             for tmp in run.glob(".*.tmp"):
                 tmp.unlink(missing_ok=True)
+
+
+def claim_run(root: Path, run_id: str) -> Path:
+    """Claim ``run_id`` under ``root`` for this process until its folder is written (or the
+    process ends). :class:`OutputExistsError` in one line if another live process holds it."""
+    claim = root / f"{CLAIM_PREFIX}{run_id}"
+    for _ in range(3):
+        try:
+            fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _claim_holder(claim)
+            if holder is not None and holder != os.getpid() and _alive(holder):
+                raise OutputExistsError(
+                    f"{root / run_id}: run {run_id} is being run by another simonsca (process "
+                    f"{holder}); choose another --run-id (under pytest: --simonsca-run-id)"
+                ) from None
+            claim.unlink(missing_ok=True)  # stale, or this process's own earlier claim
+            continue
+        except OSError as error:
+            raise _cannot_write(root, error) from None
+        with os.fdopen(fd, "w") as out:
+            out.write(f"{os.getpid()}\n")
+        atexit.register(release_claim, claim)
+        return claim
+    raise OutputExistsError(f"{root / run_id}: run {run_id} could not be claimed; try again")
+
+
+def release_claim(claim: Path) -> None:
+    """Remove this process's claim (another process's is left alone)."""
+    if _claim_holder(claim) == os.getpid():
+        with contextlib.suppress(OSError):
+            claim.unlink()
+
+
+def _claim_holder(claim: Path) -> int | None:
+    try:
+        return int(claim.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _is_ours(entry: Path) -> bool:
@@ -136,6 +197,7 @@ def write_run(
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
+    release_claim(root / f"{CLAIM_PREFIX}{run_id}")
     try:
         point_latest(root, run_dir, warn=warn)
     except OSError as error:  # the run folder is complete; latest is only a convenience

@@ -75,6 +75,23 @@ class ServedModel:
         self.name = url
         served = facts.as_dict()
         served["identity"] = facts.identity
+        caveats = [
+            (
+                "answers are cached under what the server reports about the model (its id and "
+                "version), which is weaker than a file hash: clear the cache (or pass "
+                "--no-cache) after changing the served weights under the same name"
+            )
+        ]
+        if self._dialect.result_varies_with_concurrency:
+            slots = (
+                f" on {facts.slots} slot{'' if facts.slots == 1 else 's'}" if facts.slots else ""
+            )
+            caveats.append(
+                f"{facts.kind} decodes the requests in flight together, and greedy answers can "
+                f"change at near-ties with how many there are (this run: {concurrency} in "
+                f"flight{slots}): keep --concurrency and the server's slots fixed between runs "
+                "you compare"
+            )
         template_source: str | None = "server" if self._dialect.has_chat_template else None
         self.info = ModelInfo(
             name=self.name,
@@ -84,6 +101,7 @@ class ServedModel:
             context_length=facts.context_length,
             backend=f"http:{facts.kind}",
             served=served,
+            caveats=tuple(caveats),
         )
         self._slots: queue.Queue[int] = queue.Queue()
         for slot in range(concurrency):
