@@ -17,6 +17,7 @@ import sqlite3
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -627,6 +628,7 @@ def test_a_runaway_chat_template_is_stopped(
     from simonsca.models import llamacpp
 
     monkeypatch.setattr(llamacpp, "TEMPLATE_SECONDS", 0.3)
+    monkeypatch.setattr(llamacpp, "TEMPLATE_RANGE_STEPS", 10**12)  # the clock stops it here
     model = with_chat_template(BASE, tmp_path / "runaway.gguf", RUNAWAY)
     started = time.monotonic()
     run = cli(
@@ -645,6 +647,38 @@ def test_a_runaway_chat_template_is_stopped(
     raw = cli(capfd, "eval", model, *FAST, "--no-cache", "--reports-dir", tmp_path / "r")
     raw.clean()
     assert raw.rc == 0
+
+
+def test_a_runaway_chat_template_is_stopped_outside_the_main_thread_too() -> None:
+    """SIGALRM only reaches the main thread; the loop-step budget stops a runaway anywhere,
+    and leaves a template that loops a little alone."""
+    from simonsca.models.llamacpp import TEMPLATE_RANGE_STEPS, ChatTemplate
+
+    looping = ChatTemplate(
+        "{% for i in range(3) %}{{ i }}{% endfor %}{{ range(5)|length }}{{ range(4)[2] }}"
+        "[{{ messages[0]['content'] }}]",
+        path=Path("x.gguf"),
+        bos="",
+        eos="",
+    )
+    runaway = ChatTemplate(RUNAWAY, path=Path("runaway.gguf"), bos="", eos="")
+    outcome: dict[str, object] = {}
+
+    def render_both() -> None:
+        outcome["looping"] = looping.render("hi")
+        try:
+            runaway.render("hi")
+        except ConfigError as error:
+            outcome["error"] = str(error)
+
+    worker = threading.Thread(target=render_both)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive()
+    assert outcome["looping"] == "01252[hi]"
+    error = str(outcome["error"])
+    assert "runaway.gguf" in error and f"{TEMPLATE_RANGE_STEPS:,} loop steps" in error
+    assert "\n" not in error
 
 
 def test_the_template_time_limit_gives_back_an_outer_alarm() -> None:

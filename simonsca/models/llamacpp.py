@@ -26,7 +26,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -67,8 +67,11 @@ MAX_OUTPUTS = UBATCH
 #: earlier simonsca answer was generated with: how tokens are grouped moves the logits in their
 #: last bits, and with them near-tied greedy choices.
 PREFILL_CHUNK = 64
-#: Seconds a GGUF chat template may take to render one prompt.
+#: Seconds a GGUF chat template may take to render one prompt (in the main thread).
 TEMPLATE_SECONDS = 2.0
+#: ``range`` steps a chat template may take to render one prompt, in any thread (a real
+#: template takes a few per message; a runaway nested loop is stopped after about 0.5 s).
+TEMPLATE_RANGE_STEPS = 1_000_000
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,8 +187,40 @@ def _time_limit(seconds: float) -> Iterator[None]:
             signal.setitimer(signal.ITIMER_REAL, max(left, 1e-3), interval)
 
 
+class _CountedRange(Sequence[int]):
+    """The sandbox's ``range`` whose iteration spends one shared budget of steps: the limit on a
+    template's loops that needs no signal, so it holds outside the main thread too."""
+
+    def __init__(self, steps: list[int], values: range) -> None:
+        self._steps = steps
+        self._values = values
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._values[index]
+
+    def __iter__(self) -> Iterator[int]:
+        for value in self._values:
+            self._steps[0] -= 1
+            if self._steps[0] < 0:
+                raise _TemplateTimeout
+            yield value
+
+
+def _counted_range(steps: list[int]) -> Callable[..., _CountedRange]:
+    from jinja2.sandbox import safe_range
+
+    def bounded(*args: int) -> _CountedRange:
+        return _CountedRange(steps, safe_range(*args))
+
+    return bounded
+
+
 class ChatTemplate:
-    """A GGUF's Jinja chat template, compiled on first use in a sandbox with a time limit.
+    """A GGUF's Jinja chat template, compiled on first use in a sandbox with a time limit (main
+    thread) and a budget of loop steps (any thread).
 
     A template that does not compile, or refuses or overruns on a prompt, is a
     :class:`~simonsca.errors.ConfigError` naming the model file -- raised only when a chat prompt
@@ -242,6 +277,7 @@ class ChatTemplate:
         def raise_exception(text: str) -> None:
             raise self._fail(f"refused the prompt: {text}")
 
+        steps = [TEMPLATE_RANGE_STEPS]
         try:
             with _time_limit(TEMPLATE_SECONDS):
                 text = str(
@@ -251,9 +287,14 @@ class ChatTemplate:
                         bos_token=self.bos,
                         eos_token=self.eos,
                         raise_exception=raise_exception,
+                        range=_counted_range(steps),
                     )
                 )
         except _TemplateTimeout:
+            if steps[0] < 0:
+                raise self._fail(
+                    f"took more than {TEMPLATE_RANGE_STEPS:,} loop steps to render"
+                ) from None
             raise self._fail(f"took longer than {TEMPLATE_SECONDS:g} s to render") from None
         except jinja2.TemplateError as error:
             message = str(error).splitlines()[0] if str(error) else type(error).__name__
