@@ -22,9 +22,10 @@ from simonsca.compare import Comparison, NoiseFloor, Verdict
 from simonsca.forensics.findings import Finding
 from simonsca.likelihood import ForcedScore
 from simonsca.models.base import ModelInfo
-from simonsca.scoring import ItemScore
+from simonsca.scoring import ItemScore, score_text
 from simonsca.settings import Settings
 from simonsca.summary import Summary
+from simonsca.tasks import Item
 
 SCHEMA = "simonsca.report/2"
 
@@ -114,6 +115,58 @@ class ItemRecord:
     expected_value: Grid
     answers: Mapping[str, AnswerRecord]  # label -> greedy answer (generation items only)
     forced: Mapping[str, ForcedScore]  # label -> teacher-forced score
+
+
+def as_grid(array: object) -> Grid:
+    """A grid or count matrix as rows of ints (a one-dimensional array is one row)."""
+    import numpy as np
+
+    return tuple(tuple(int(v) for v in row) for row in np.atleast_2d(np.asarray(array)).tolist())
+
+
+def answer_record(
+    item: Item,
+    text: str,
+    *,
+    n_tokens: int,
+    finish_reason: str,
+    cached: bool,
+    prompt: str | None = None,
+) -> AnswerRecord:
+    """An answer parsed and scored once, as the record keeps it."""
+    parsed, score = score_text(item, text)
+    value = None if parsed.value is None else as_grid(parsed.value)
+    return AnswerRecord(
+        text, n_tokens, finish_reason, cached, value, tuple(parsed.notes), score, prompt
+    )
+
+
+def item_record(
+    item: Item, answers: Mapping[str, AnswerRecord], forced: Mapping[str, ForcedScore]
+) -> ItemRecord:
+    """One item with every answer to it and every teacher-forced score of it."""
+    return ItemRecord(
+        seed=item.seed,
+        generator=item.generator,
+        family=item.family,
+        facets=item.family_facets,
+        task=item.task.value,
+        wrap_x=item.wrap_x,
+        wrap_y=item.wrap_y,
+        generations=item.generations,
+        symbols={
+            "live": item.symbols.live,
+            "dead": item.symbols.dead,
+            "row_sep": item.symbols.row_sep,
+            "cell_sep": item.symbols.cell_sep,
+        },
+        prompt=item.prompt,
+        input_grid=as_grid(item.grid),
+        expected=item.output,
+        expected_value=as_grid(item.expected),
+        answers=answers,
+        forced=forced,
+    )
 
 
 @dataclass(frozen=True)

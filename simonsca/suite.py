@@ -29,13 +29,14 @@ from simonsca.models import BASELINES
 from simonsca.models.base import Model, ModelSpec
 from simonsca.record import (
     SCHEMA,
-    AnswerRecord,
     Environment,
     EvalRecord,
     Evaluation,
     ItemRecord,
     MergeCheck,
     ModelEntry,
+    answer_record,
+    item_record,
     now_iso,
 )
 from simonsca.runner import (
@@ -46,7 +47,6 @@ from simonsca.runner import (
     generate,
     teacher_force,
 )
-from simonsca.scoring import score_text
 from simonsca.settings import Settings
 from simonsca.summary import summarize
 from simonsca.tasks import Item
@@ -431,35 +431,6 @@ def _merge_check(
 # --------------------------------------------------------------------------- scoring, records
 
 
-def _answer_record(item: Item, prediction: object) -> AnswerRecord:
-    from simonsca.runner import Prediction
-
-    assert isinstance(prediction, Prediction)
-    parsed, score = score_text(item, prediction.text)
-    value = None
-    if parsed.value is not None:
-        value = tuple(tuple(int(v) for v in row) for row in parsed.value.tolist())
-    return AnswerRecord(
-        text=prediction.text,
-        n_tokens=prediction.n_tokens,
-        finish_reason=prediction.finish_reason,
-        cached=prediction.cached,
-        value=value,
-        notes=tuple(parsed.notes),
-        score=score,
-        prompt=None if prediction.prompt == item.prompt else prediction.prompt,
-    )
-
-
-def _grid(array: object) -> tuple[tuple[int, ...], ...]:
-    import numpy as np
-
-    a = np.asarray(array)
-    if a.ndim == 1:
-        a = a.reshape(1, -1)
-    return tuple(tuple(int(v) for v in row) for row in a.tolist())
-
-
 def _item_records(
     items: Sequence[Item],
     generation: Mapping[str, GenerationRun],
@@ -467,40 +438,24 @@ def _item_records(
 ) -> tuple[ItemRecord, ...]:
     out = []
     for k, item in enumerate(items):
-        answers = {
-            label: _answer_record(item, run.predictions[k])
-            for label, run in generation.items()
-            if k < len(run.predictions)
-        }
+        answers = {}
+        for label, run in generation.items():
+            if k < len(run.predictions):
+                said = run.predictions[k]
+                answers[label] = answer_record(
+                    item,
+                    said.text,
+                    n_tokens=said.n_tokens,
+                    finish_reason=said.finish_reason,
+                    cached=said.cached,
+                    prompt=None if said.prompt == item.prompt else said.prompt,
+                )
         scores = {
             label: forced_score(item, run.likelihoods[k])
             for label, run in forced.items()
             if k < len(run.likelihoods)
         }
-        out.append(
-            ItemRecord(
-                seed=item.seed,
-                generator=item.generator,
-                family=item.family,
-                facets=item.family_facets,
-                task=item.task.value,
-                wrap_x=item.wrap_x,
-                wrap_y=item.wrap_y,
-                generations=item.generations,
-                symbols={
-                    "live": item.symbols.live,
-                    "dead": item.symbols.dead,
-                    "row_sep": item.symbols.row_sep,
-                    "cell_sep": item.symbols.cell_sep,
-                },
-                prompt=item.prompt,
-                input_grid=_grid(item.grid),
-                expected=item.output,
-                expected_value=_grid(item.expected),
-                answers=answers,
-                forced=scores,
-            )
-        )
+        out.append(item_record(item, answers, scores))
     return tuple(out)
 
 

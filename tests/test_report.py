@@ -32,17 +32,17 @@ from simonsca.record import (
     Environment,
     EvalRecord,
     Evaluation,
-    ItemRecord,
     MergeCheck,
     ModelEntry,
+    answer_record,
     from_json,
+    item_record,
     to_json,
 )
 from simonsca.report import REPORT_FILES, render_all, write_reports
 from simonsca.report.html import environment, render_html
 from simonsca.report.markdown import SCORING_DEFINITIONS, md_code, md_text, render_markdown
 from simonsca.report.svg import forest_panels, forest_svg, grid_svg, nice_ticks
-from simonsca.scoring import score_text
 from simonsca.settings import Settings
 from simonsca.suite import run_baselines
 from simonsca.summary import summarize
@@ -120,15 +120,7 @@ def _likelihood(item: Item, logprob: float, every: int) -> AnswerLikelihood:
 
 
 def _answer(item: Item, text: str) -> AnswerRecord:
-    parsed, score = score_text(item, text)
-    value = (
-        None if parsed.value is None else tuple(tuple(int(v) for v in row) for row in parsed.value)
-    )
-    return AnswerRecord(text, len(text), "stop", False, value, tuple(parsed.notes), score)
-
-
-def _grid(a: np.ndarray) -> tuple[tuple[int, ...], ...]:
-    return tuple(tuple(int(v) for v in row) for row in np.atleast_2d(a))
+    return answer_record(item, text, n_tokens=len(text), finish_reason="stop", cached=False)
 
 
 def _model(label: str, path: str, origin: str = "given") -> ModelEntry:
@@ -165,28 +157,11 @@ def build_record(**settings: object) -> EvalRecord:
             answers = {label: _answer(item, texts[label][k]) for label in ("base", "merged")}
         for label, run in baselines.items():
             answers[label] = _answer(item, run.predictions[k].text)
-        records.append(
-            ItemRecord(
-                seed=item.seed,
-                generator=item.generator,
-                family=item.family,
-                facets=item.family_facets,
-                task=item.task.value,
-                wrap_x=item.wrap_x,
-                wrap_y=item.wrap_y,
-                generations=item.generations,
-                symbols={"live": item.symbols.live, "dead": item.symbols.dead},
-                prompt=item.prompt,
-                input_grid=_grid(item.grid),
-                expected=item.output,
-                expected_value=_grid(item.expected),
-                answers=answers,
-                forced={
-                    label: forced_score(item, _likelihood(item, lp, every))
-                    for label, (lp, every) in forced.items()
-                },
-            )
-        )
+        scores = {
+            label: forced_score(item, _likelihood(item, lp, every))
+            for label, (lp, every) in forced.items()
+        }
+        records.append(item_record(item, answers, scores))
     answered = records[:N_GENERATED]
     labels = ["base", "merged", *baselines]
 
