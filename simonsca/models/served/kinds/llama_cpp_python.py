@@ -11,7 +11,7 @@ from simonsca.models.base import AnswerLikelihood, LikelihoodRequest
 from simonsca.models.served.client import HttpClient, ScoringUnsupported, ServerError, error_message
 from simonsca.models.served.facts import ServerFacts, ServerKind
 from simonsca.models.served.forcing import LOGPROB_FLOOR, plan_forcing, summarise_forcing
-from simonsca.models.served.kinds.openai import Dialect
+from simonsca.models.served.kinds.openai import LLAMA_CPP_GREEDY, Dialect
 from simonsca.models.served.names import openai_model_ids, pick_model, stem_aliases
 
 
@@ -96,15 +96,7 @@ class LlamaCppPythonDialect(Dialect):
         return len(self._tokens(prompt))
 
     def sampling(self) -> dict[str, object]:
-        # temperature 0 is llama.cpp's greedy sampler; the server's repeat_penalty default is 1.1
-        return {
-            "temperature": 0.0,
-            "top_k": 1,
-            "seed": 0,
-            "repeat_penalty": 1.0,
-            "frequency_penalty": 0.0,
-            "presence_penalty": 0.0,
-        }
+        return dict(LLAMA_CPP_GREEDY)
 
     def likelihood(self, request: LikelihoodRequest, slot: int) -> AnswerLikelihood:
         """One ``echo`` request: the server returns each prompt token's log-prob and its top-1.

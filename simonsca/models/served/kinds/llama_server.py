@@ -21,7 +21,7 @@ from simonsca.models.base import AnswerLikelihood, Completion, GenerationRequest
 from simonsca.models.served.client import HttpClient, ServerError
 from simonsca.models.served.facts import ServerFacts, ServerKind
 from simonsca.models.served.forcing import LOGPROB_FLOOR, plan_forcing, summarise_forcing
-from simonsca.models.served.kinds.openai import Dialect
+from simonsca.models.served.kinds.openai import LLAMA_CPP_GREEDY, Dialect
 from simonsca.models.served.names import openai_model_ids, pick_model, stem_aliases
 
 #: A bias that makes the forced token the greedy choice (teacher forcing).
@@ -125,16 +125,8 @@ class LlamaServerDialect(Dialect):
         return len(self._pieces(prompt, special=True))
 
     def sampling(self) -> dict[str, object]:
-        return {
-            "temperature": 0.0,
-            "top_k": 1,
-            "seed": 0,
-            "repeat_penalty": 1.0,
-            "frequency_penalty": 0.0,
-            "presence_penalty": 0.0,
-            "dry_multiplier": 0.0,
-            "samplers": ["top_k", "temperature"],
-        }
+        # llama-server also has DRY, and a sampler chain of its own choosing unless named
+        return {**LLAMA_CPP_GREEDY, "dry_multiplier": 0.0, "samplers": ["top_k", "temperature"]}
 
     def extra_body(self) -> dict[str, object]:
         if not self.facts.lora:

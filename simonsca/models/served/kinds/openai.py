@@ -34,6 +34,18 @@ def finish_reason(reason: str) -> FinishReason:
     return "length" if reason in ("length", "limit", "max_tokens") else "stop"
 
 
+#: Greedy decoding on a llama.cpp sampler chain (llama-server, llama-cpp-python's server): one
+#: candidate, and the penalties their servers turn on by default (repeat_penalty 1.1) off.
+LLAMA_CPP_GREEDY: dict[str, object] = {
+    "temperature": 0.0,
+    "top_k": 1,
+    "seed": 0,
+    "repeat_penalty": 1.0,
+    "frequency_penalty": 0.0,
+    "presence_penalty": 0.0,
+}
+
+
 class Dialect:
     """Request and response shapes of one server kind. The base speaks plain OpenAI."""
 
