@@ -8,7 +8,6 @@ the test fills it from a toy one-character-per-token tokenizer, so the expected 
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from server_process import free_port
 
 from simonsca.errors import ConfigError, ContextTooSmall, SimonscaError
 from simonsca.models.base import GenerationRequest, LikelihoodRequest, Model
@@ -628,12 +628,6 @@ def test_chat_mode_without_a_renderer_goes_to_the_chat_endpoint(serve: Any) -> N
 
 
 # --- faults -----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_a_server_that_is_down_is_one_clear_line() -> None:

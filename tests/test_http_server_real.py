@@ -9,15 +9,13 @@ the in-process log-prob margin where the two answers part.
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+from server_process import free_port, running_server
 
 from simonsca.dataset import make_item
 from simonsca.errors import ContextTooSmall
@@ -35,18 +33,12 @@ FORCED_SEEDS = (140, 269)
 STARTUP_SECONDS = 180
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def server_url(gemma_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """llama-cpp-python's server with the real Gemma on a free port, killed at the end."""
     pytest.importorskip("uvicorn", reason="needs llama-cpp-python[server]")
     pytest.importorskip("fastapi", reason="needs llama-cpp-python[server]")
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("server") / "llama_cpp_server.log"
     command = [
         sys.executable, "-m", "llama_cpp.server",
@@ -57,34 +49,15 @@ def server_url(gemma_path: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         "--host", "127.0.0.1",
         "--port", str(port),
     ]  # fmt: skip
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while True:
-            if process.poll() is not None:
-                pytest.fail(
-                    f"the server exited with {process.returncode}: {log.read_text()[-2000:]}"
-                )
-            try:
-                if httpx.get(url + "/v1/models", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"the server was not ready within {STARTUP_SECONDS} s: {log.read_text()[-2000:]}"
-                )
-            time.sleep(0.5)
+    with running_server(
+        command,
+        ready_url=url + "/v1/models",
+        log=log,
+        name="llama-cpp-python's server",
+        startup_seconds=STARTUP_SECONDS,
+    ):
         yield url + "/v1"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="session")
@@ -214,7 +187,7 @@ def _one_line(error: BaseException) -> str:
 
 def test_a_down_server_is_one_line() -> None:
     with pytest.raises(ServerError) as info:
-        open_served_model(f"http://127.0.0.1:{_free_port()}/v1")
+        open_served_model(f"http://127.0.0.1:{free_port()}/v1")
     assert "no server answers" in _one_line(info.value)
 
 

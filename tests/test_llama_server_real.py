@@ -23,15 +23,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import httpx
 import pytest
+from server_process import free_port, running_server
 
 from simonsca.cache import cache_dir
 from simonsca.dataset import eval_items
@@ -123,19 +122,13 @@ def llama_server_binary() -> Path:
     return Path(built.stdout.strip().splitlines()[-1])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def llama_server(
     binary: Path, model: Path, adapter: Path, log_dir: Path, options: Sequence[str] = ()
 ) -> Iterator[str]:
     """llama-server with ``model`` and ``adapter`` (scale 0 until a request sets it) on two
     slots and a free port; its URL, until the block ends."""
-    port = _free_port()
+    port = free_port()
     log = log_dir / f"llama_server_{port}.log"
     command = [
         str(binary),
@@ -149,34 +142,16 @@ def llama_server(
         "--lora-init-without-apply",
         *options,
     ]  # fmt: skip
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while True:
-            if process.poll() is not None:
-                pytest.fail(
-                    f"llama-server exited ({process.returncode}): {log.read_text()[-3000:]}"
-                )
-            try:
-                if httpx.get(url + "/health", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"llama-server not ready in {STARTUP_SECONDS} s: {log.read_text()[-3000:]}"
-                )
-            time.sleep(0.25)
+    with running_server(
+        command,
+        ready_url=url + "/health",
+        log=log,
+        name="llama-server",
+        startup_seconds=STARTUP_SECONDS,
+        poll_seconds=0.25,
+    ):
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="session")
