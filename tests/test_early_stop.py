@@ -3,6 +3,8 @@ exact and (by default) never lowers a score; the watch is a pure function of the
 
 from __future__ import annotations
 
+import hashlib
+import json
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from simonsca.early_stop import (
     golden_savings,
     watch_for,
 )
+from simonsca.runner import EARLY_STOP_RULE
 from simonsca.scoring import ItemScore, score_item
 from simonsca.tasks import Item, Symbols
 from tests.strategies import answer_texts, items, make_item
@@ -218,6 +221,21 @@ def test_other_row_separators_only_stop_at_the_limit() -> None:
 
 # ------------------------------------------------------------------------------------------
 # The recorded Gemma answers
+
+
+#: Where the rules cut each recorded answer, per version of the rules. The version is part of the
+#: answer cache's key, so a rule change that moves a cut must come with a new EARLY_STOP_RULE
+#: (in simonsca/runner.py) -- or a cache would serve answers cut by the old rules as new ones.
+CUTS_BY_RULE = {"early-stop/1": "6c9729d1340d6c31"}
+
+
+def test_a_change_to_the_rules_comes_with_a_new_rule_version() -> None:
+    cuts = [[s.seed, s.model, s.stop.kept if s.stop else None] for s in golden_savings(GOLDEN)]
+    fingerprint = hashlib.sha256(json.dumps(cuts).encode()).hexdigest()[:16]
+    assert CUTS_BY_RULE.get(EARLY_STOP_RULE) == fingerprint, (
+        f"the early-stop rules cut the recorded answers differently ({fingerprint}): bump "
+        f"EARLY_STOP_RULE (now {EARLY_STOP_RULE!r}) and add the new version here"
+    )
 
 
 def test_golden_savings() -> None:
