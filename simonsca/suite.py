@@ -158,14 +158,9 @@ def plan(settings: Settings, *, single: str | None = None) -> Plan:
     reports_dir = _preflight_reports(settings)
     run_id = settings.run_id or make_run_id()
     if reports_dir is not None:
-        if (reports_dir / run_id).exists():
-            raise ConfigError(
-                f"{reports_dir / run_id} already exists: a report for run {run_id} is there; "
-                "choose another --run-id (under pytest: --simonsca-run-id)"
-            )
         from simonsca.report.files import claim_run
 
-        claim_run(reports_dir, run_id)
+        claim_run(reports_dir, run_id)  # refused if its folder exists or a live run holds it
     items = tuple(
         dataset.eval_items(
             settings.n_items, settings.eval_seed, dataset.families(settings.eval_family)

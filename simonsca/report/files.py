@@ -84,9 +84,19 @@ def _clear_leftovers(root: Path, warn: Callable[[str], None]) -> None:
                 tmp.unlink(missing_ok=True)
 
 
+def _run_exists(run_dir: Path, run_id: str) -> OutputExistsError:
+    return OutputExistsError(
+        f"{run_dir}: a report for run {run_id} already exists; choose another --run-id "
+        "(under pytest: --simonsca-run-id)"
+    )
+
+
 def claim_run(root: Path, run_id: str) -> Path:
     """Claim ``run_id`` under ``root`` for this process until its folder is written (or the
-    process ends). :class:`OutputExistsError` in one line if another live process holds it."""
+    process ends). :class:`OutputExistsError` in one line if its folder exists, or another live
+    process holds it."""
+    if (root / run_id).exists() or (root / run_id).is_symlink():
+        raise _run_exists(root / run_id, run_id)
     claim = root / f"{CLAIM_PREFIX}{run_id}"
     for _ in range(3):
         try:
@@ -166,10 +176,7 @@ def write_run(
     ``root/latest`` at it. :class:`OutputExistsError` if that run folder exists."""
     run_dir = root / run_id
     if run_dir.exists() or run_dir.is_symlink():
-        raise OutputExistsError(
-            f"{run_dir}: a report for run {run_id} already exists; choose another --run-id "
-            "(under pytest: --simonsca-run-id)"
-        )
+        raise _run_exists(run_dir, run_id)
     partial = root / f"{PARTIAL_PREFIX}{run_id}-{uuid.uuid4().hex[:6]}"
     try:
         partial.mkdir()
@@ -187,10 +194,7 @@ def write_run(
         try:
             os.rename(partial, run_dir)  # fails (does not replace) if run_dir appeared meanwhile
         except OSError:
-            raise OutputExistsError(
-                f"{run_dir}: a report for run {run_id} already exists; choose another --run-id "
-                "(under pytest: --simonsca-run-id)"
-            ) from None
+            raise _run_exists(run_dir, run_id) from None
     except OSError as error:  # a disk that fills, a folder that vanished
         shutil.rmtree(partial, ignore_errors=True)
         raise _cannot_write(root, error) from None
