@@ -1029,3 +1029,15 @@ def test_an_error_during_the_run_under_pytest_is_reported_once(suite: pytest.Pyt
     text = result.stdout.str() + result.stderr.str()
     assert "Traceback" not in text
     assert text.count("needs") == 1 and "--n-ctx" in text, text
+
+
+def test_a_model_llama_cpp_cannot_load_is_one_line_with_llama_cpps_own_reason(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """llama.cpp logs the cause ("unknown model architecture") before its summary ("failed to
+    load model"): the one line carries the cause."""
+    monkeypatch.setattr(tiny, "ARCH", "zzyzx")
+    model = tiny.write_tiny_model(tmp_path / "zzyzx.gguf")
+    run = cli(capfd, "eval", model, *FAST)
+    line = run.error_line("zzyzx.gguf", "unknown model architecture: 'zzyzx'")
+    assert "failed to load model" not in line

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import signal
 import threading
 import time
@@ -134,11 +135,22 @@ def _bindings() -> Any:
 
 
 def _reason(lines: Sequence[str], default: str) -> str:
-    """The most telling line of llama.cpp's log: the last error, else the last line."""
-    wanted = [line for line in lines if "error" in line.lower() or "failed" in line.lower()]
-    pick = (wanted or list(lines) or [default])[-1].strip()
-    # "llama_model_load: error loading model: ..." -> the part after the last function name
-    return pick.split(": ", 1)[-1][:300] if ": " in pick else pick[:300]
+    """The most telling line of llama.cpp's log: its cause, not its summary.
+
+    llama.cpp logs the cause first ("llama_model_load: error loading model: unknown model
+    architecture: 'zzyzx'") and a summary last ("...: failed to load model"), so the last line
+    that says "error" wins over the last that says "failed", and that over the last line. The
+    function names and the "error loading model" prefix are dropped."""
+    errors = [line for line in lines if "error" in line.lower()]
+    failures = [line for line in lines if "failed" in line.lower()]
+    pick = (errors or failures or list(lines) or [default])[-1].strip()
+    pick = _FUNCTION_PREFIX.sub("", pick)
+    pick = re.sub(r"^error (?:loading model|loading model hyperparameters)?:\s*", "", pick)
+    return pick[:300] or default
+
+
+#: "llama_model_load: " / "llama_model_load_from_file_impl: " at the start of a log line.
+_FUNCTION_PREFIX = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*: )+")
 
 
 def gpu_offload_supported() -> bool:
