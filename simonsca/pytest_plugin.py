@@ -3,12 +3,13 @@
 Thin on purpose (as Hypothesis's plugin is): the library is imported lazily inside hooks and
 fixtures, so loading pytest stays fast for every project that has simonsca installed. Options
 come from the one settings table (:mod:`simonsca.settings`); defaults from ``[tool.simonsca]``
-in the rootdir's pyproject.toml. Everything is checked at collection, before any model loads:
+in the nearest pyproject.toml from the current folder up (as for the CLI). Everything is checked at collection, before any model loads:
 a bad option or file is one ``ERROR: simonsca: ...`` line.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,9 +37,10 @@ def _plan(config: pytest.Config) -> Any:
         from simonsca import settings, suite
 
         command_line = {o.key: config.getoption(settings.dest(o.key)) for o in settings.options()}
-        pyproject = settings.read_pyproject(config.rootpath)
-        if command_line.get("reports_dir") is None and "reports_dir" not in pyproject:
-            command_line["reports_dir"] = str(config.rootpath / "reports")
+        # From the current folder, as `simonsca compare` does (settings.find_pyproject), never
+        # from the rootdir: pytest derives that from the paths on its command line, so absolute
+        # model paths make it "/" (and reports would land in /reports).
+        pyproject = settings.read_pyproject(Path.cwd())
         config.stash[_PLAN] = suite.plan(settings.resolve(command_line, pyproject))
     return config.stash[_PLAN]
 

@@ -503,12 +503,31 @@ def dest(key: str) -> str:
     return f"simonsca_{key}"
 
 
-def read_pyproject(root: Path) -> dict[str, Any]:
-    """``[tool.simonsca]`` from ``root/pyproject.toml`` (empty when absent), keys checked."""
+#: Settings whose value is a path: a relative one in ``[tool.simonsca]`` is read from the folder
+#: of the pyproject.toml that holds it (as it is on the command line from the current folder).
+PATH_KEYS = frozenset({"base_model", "merged_model", "lora", "merged_from_lora", "reports_dir"})
+
+
+def find_pyproject(start: Path) -> Path | None:
+    """The project's ``pyproject.toml``: the nearest one in ``start`` or a folder above it.
+
+    The one rule both faces use (``simonsca`` and ``pytest``, each from the current folder, never
+    from pytest's rootdir, which follows the paths on its command line and can be ``/``): the
+    nearest file wins even when it has no ``[tool.simonsca]`` (it is the project's)."""
+    for folder in (start, *start.parents):
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_pyproject(start: Path) -> dict[str, Any]:
+    """``[tool.simonsca]`` of :func:`find_pyproject` from ``start`` (empty when there is none),
+    keys checked; each value paired with where it came from."""
     import tomllib
 
-    path = root / "pyproject.toml"
-    if not path.is_file():
+    path = find_pyproject(start.absolute())
+    if path is None:
         return {}
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -526,7 +545,20 @@ def read_pyproject(root: Path) -> dict[str, Any]:
             f"{path}: unknown [tool.simonsca] key(s) {', '.join(unknown)}; "
             f"known: {', '.join(sorted(known))}"
         )
-    return {key: (value, f"{path} [tool.simonsca] {key}") for key, value in table.items()}
+    return {
+        key: (
+            _from_folder(path.parent, value) if key in PATH_KEYS else value,
+            f"{path} [tool.simonsca] {key}",
+        )
+        for key, value in table.items()
+    }
+
+
+def _from_folder(folder: Path, value: Any) -> Any:
+    """A relative path read from ``folder``; URLs, absolute paths and non-strings as they are."""
+    if not isinstance(value, str) or not value or value.startswith(("http://", "https://")):
+        return value
+    return value if Path(value).is_absolute() else str(folder / value)
 
 
 def resolve(

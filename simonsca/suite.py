@@ -214,7 +214,7 @@ def _preflight_reports(settings: Settings) -> Path | None:
         return None
     from simonsca.report.files import prepare_reports_dir
 
-    return prepare_reports_dir(Path(settings.reports_dir))
+    return prepare_reports_dir(Path(settings.reports_dir).absolute())
 
 
 # --------------------------------------------------------------------------- running models

@@ -1041,3 +1041,53 @@ def test_a_model_llama_cpp_cannot_load_is_one_line_with_llama_cpps_own_reason(
     run = cli(capfd, "eval", model, *FAST)
     line = run.error_line("zzyzx.gguf", "unknown model architecture: 'zzyzx'")
     assert "failed to load model" not in line
+
+
+def _pytest_pyargs(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``pytest --pyargs simonsca.evals`` as a user runs it from a project folder, with absolute
+    model paths elsewhere: pytest takes them for path arguments and picks its rootdir from them
+    (their common folder), not from the project."""
+    models = project.parent / "models"
+    models.mkdir(exist_ok=True)
+    base, lora = (shutil.copy(p, models / p.name) for p in (BASE, LORA))
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "--pyargs", "simonsca.evals", "-p", "no:cacheprovider"]
+        + ["--base-model", str(base), "--lora", str(lora), *PLUGIN_FAST[:-3], *args],
+        check=False,
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "SIMONSCA_CACHE": str(project / "cache")},
+    )
+
+
+def test_pytest_reads_the_projects_pyproject_from_any_rootdir(tmp_path: Path) -> None:
+    """Both faces find ``[tool.simonsca]`` the same way (the nearest pyproject.toml from the
+    current folder up): a bad key is one usage error under pytest, as under `simonsca compare`."""
+    project = tmp_path / "project"
+    (project / "sub").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("[tool.simonsca]\nmin_cell_gian = 0.1\n")
+    for folder in (project, project / "sub"):
+        result = _pytest_pyargs(folder)
+        text = result.stdout + result.stderr
+        assert result.returncode == pytest.ExitCode.USAGE_ERROR, text
+        assert "Traceback" not in text
+        [line] = [ln for ln in result.stderr.splitlines() if ln.startswith("ERROR: simonsca:")]
+        assert str(project / "pyproject.toml") in line and "min_cell_gian" in line, line
+
+
+def test_pytest_writes_reports_under_the_current_folder_not_the_rootdir(tmp_path: Path) -> None:
+    """Relative report folders are read from the current folder (command line and default) or
+    from the pyproject.toml's folder (a value written there), never from pytest's rootdir."""
+    project = tmp_path / "project"
+    project.mkdir()
+    result = _pytest_pyargs(project)
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    assert (project / "reports" / "latest" / "report.json").is_file(), result.stdout
+    (project / "pyproject.toml").write_text('[tool.simonsca]\nreports_dir = "out/reports"\n')
+    (project / "sub").mkdir()
+    result = _pytest_pyargs(project / "sub")
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    assert (project / "out" / "reports" / "latest" / "report.json").is_file(), result.stdout
+    assert not (project / "sub" / "out").exists()
