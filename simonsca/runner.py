@@ -37,7 +37,7 @@ STOP = ("\n\n",)  # the blank line that ends an answer in the training text
 #: Version of the early-stop rule (part of the cache key: it changes the answer texts).
 EARLY_STOP_RULE = "early-stop/1"
 #: Version of the cached teacher-forced value (part of its key).
-LIKELIHOOD_FORMAT = "likelihood/2"
+LIKELIHOOD_FORMAT = "likelihood/3"  # 3: margins signed (a tie is not the top choice)
 
 
 @dataclass(frozen=True)

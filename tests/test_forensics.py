@@ -452,3 +452,16 @@ def test_explain_failure_with_prompts_adds_the_logit_effect(tmp_path):
     found = codes(explain_failure(base=BASE, adapter=zero, prompts_with_answers=_pairs(1)))
     assert found == ["adapter-never-trained", "no-logit-effect"]
     assert explain_failure(base=BASE, adapter=LORA, prompts_with_answers=_pairs(1)) == ()
+
+
+def test_top1_agreement_counts_no_tie_as_a_choice() -> None:
+    """Two models that tie everywhere do not "agree": a tie is not a choice."""
+    import numpy as np
+
+    from simonsca.forensics.logit import same_choices, top_choices
+
+    flat = np.zeros((3, 5))
+    assert list(top_choices(flat)) == [-1, -1, -1] and same_choices(flat, flat) == 0
+    a = np.array([[0.0, 2.0, 1.0], [1.0, 1.0, 0.0], [3.0, 0.0, 0.0]])
+    b = np.array([[0.0, 5.0, 1.0], [1.0, 1.0, 0.0], [0.0, 3.0, 0.0]])
+    assert list(top_choices(a)) == [1, -1, 0] and same_choices(a, b) == 1

@@ -388,6 +388,8 @@ def vllm_completion(b: dict[str, Any]) -> Reply:
         top_token = 1000 + ord("7")  # the toy model always prefers "7"
         lp = toy_logprob(position, token)
         row = {str(top_token): {"logprob": -0.1, "rank": 1, "decoded_token": "7"}}
+        if b["prompt_logprobs"] >= 2:  # the runner-up ("8"): it tells a choice from a tie
+            row[str(top_token + 1)] = {"logprob": -0.5, "rank": 2, "decoded_token": "8"}
         row[str(token)] = {
             "logprob": -0.1 if token == top_token else lp,
             "rank": 1 if token == top_token else 5,
@@ -419,10 +421,10 @@ def test_vllm_prompt_logprobs_give_the_answer_tokens_log_probs(serve: Any) -> No
     assert index == 0 and got.token_ends == (1, 2) and got.boundary == "joint"
     assert got.logprobs == (-0.1, pytest.approx(-2.0 - 0.01 * 4))
     assert got.greedy == (True, False) and not got.stop_greedy
-    assert got.margins == (0.0, pytest.approx(-0.1 - (-2.0 - 0.01 * 4)))
+    assert got.margins == (pytest.approx(-0.5 + 0.1), pytest.approx(-0.1 - (-2.0 - 0.01 * 4)))
     assert got.stop_logprob == pytest.approx(2 * -2.0 - 0.01 * (5 + 6))
     [sent] = fake.bodies("/v1/completions")
-    assert sent["prompt"] == toy_tokens("P:7a\n\n", True) and sent["prompt_logprobs"] == 1
+    assert sent["prompt"] == toy_tokens("P:7a\n\n", True) and sent["prompt_logprobs"] == 2
 
 
 def llama_server_completion(b: dict[str, Any]) -> Reply:
@@ -445,7 +447,10 @@ def llama_server_completion(b: dict[str, Any]) -> Reply:
             "logprob": lp,
             "token": chr(token - 1000),
             "bytes": [],
-            "top_logprobs": [{"id": top, "logprob": -0.1, "token": "7", "bytes": [55]}],
+            "top_logprobs": [
+                {"id": top, "logprob": -0.1, "token": "7", "bytes": [55]},
+                {"id": top + 1, "logprob": -0.5, "token": "8", "bytes": [56]},
+            ][: b["n_probs"]],
         }
     ]
     return 200, reply
@@ -463,7 +468,7 @@ def test_llama_server_forces_one_token_per_request_on_a_pinned_slot(serve: Any) 
         [(index, got)] = list(model.likelihood_many([LikelihoodRequest("P:", "7é", stop="\n\n")]))
     assert index == 0 and got.logprobs == (-0.1, pytest.approx(-2.0 - 0.01 * 4))
     assert got.greedy == (True, False)
-    assert got.margins == (0.0, pytest.approx(-0.1 - (-2.0 - 0.01 * 4)))
+    assert got.margins == (pytest.approx(-0.5 + 0.1), pytest.approx(-0.1 - (-2.0 - 0.01 * 4)))
     assert got.token_ends == (1, 3)  # "é" is two bytes
     assert got.stop_greedy  # greedy decoding ends the generation right after the answer
     sent = fake.bodies("/completion")

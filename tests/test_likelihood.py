@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from simonsca import dataset
 from simonsca.likelihood import cell_offsets, forced_score
-from simonsca.models.base import AnswerLikelihood
+from simonsca.models.base import AnswerLikelihood, is_top_choice
 from simonsca.tasks import Task
 
 
@@ -17,7 +18,7 @@ def _likelihood(text: str, greedy: list[bool], per_token: int = 1) -> AnswerLike
     ends = tuple(range(per_token, len(text) + 1, per_token))
     if not ends or ends[-1] != len(text):
         ends = (*ends, len(text))
-    margins = tuple(0.0 if g else 1.0 for g in greedy)
+    margins = tuple(-1.0 if g else 1.0 for g in greedy)  # < 0: the model's choice
     assert len(margins) == len(ends)
     return AnswerLikelihood(ends, (-0.5,) * len(ends), margins, -0.1, True)
 
@@ -85,3 +86,58 @@ def test_teacher_forcing_the_models_own_greedy_answers_finds_them_greedy(
             if stop:
                 assert lik.stop_greedy
     assert checked > 100
+
+
+@pytest.fixture(scope="module")
+def all_zero_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny llama with every tensor's data zero: every logit is equal, at every position."""
+    from tiny_models import tiny
+
+    zeros = {name: np.zeros_like(w) for name, w in tiny.tiny_weights().items()}
+    return tiny.write_tiny_model(tmp_path_factory.mktemp("zero") / "all-zero.gguf", weights=zeros)
+
+
+def test_a_tie_is_not_the_models_choice() -> None:
+    assert is_top_choice(-1e-9) and not is_top_choice(0.0) and not is_top_choice(0.3)
+
+
+@pytest.mark.model
+def test_a_model_whose_logits_all_tie_gets_no_teacher_forced_credit(all_zero_model: Path) -> None:
+    from simonsca.models.llamacpp import LlamaCppModel
+
+    items = dataset.eval_items(4)
+    with LlamaCppModel(all_zero_model, n_ctx=512, n_threads=1) as model:
+        for item in items:
+            lik = model.likelihood(item.prompt, item.output)
+            assert lik.n_tokens > 0 and set(lik.margins) == {0.0}, lik.margins[:5]
+            assert not any(lik.greedy) and not lik.greedy_exact and not lik.stop_greedy
+            score = forced_score(item, lik)
+            assert score.forced_cell_accuracy == 0.0 and score.n_greedy_tokens == 0
+
+
+@pytest.mark.model
+def test_an_all_zero_model_earns_no_teacher_forced_credit_and_no_skill(
+    all_zero_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Judged as a finetune of the tiny model by `simonsca compare`: no teacher-forced cell, no
+    greedy-consistent exact answer, and the skill check does not pass. (Its NLL is ln(vocab) at
+    every token, better than the random tiny model's, so a gain in NLL alone is real.)"""
+    import json
+
+    from tiny_models import BASE
+
+    from simonsca.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SIMONSCA_CACHE", str(tmp_path / "cache"))
+    main(
+        ["compare", str(BASE), str(all_zero_model), "--eval-size", "4", "--forced-size", "8"]
+        + ["--n-ctx", "512", "--n-threads", "1", "--no-progress", "--run-id", "zero"]
+    )
+    record = json.loads((tmp_path / "reports" / "zero" / "report.json").read_text())
+    forced = [item["forced"]["merged"] for item in record["evaluation"]["items"]]
+    assert len(forced) == 8
+    assert all(f["forced_cell_accuracy"] == 0.0 and not f["greedy_exact"] for f in forced), forced
+    assert all(f["n_greedy_tokens"] == 0 for f in forced)
+    [skill] = [c for c in record["checks"] if c["name"] == "beats_trivial_baselines"]
+    assert skill["status"] != "passed", skill

@@ -252,11 +252,12 @@ def test_likelihood_sanity(gemma: LlamaCppModel) -> None:
     first_row = item.output.split("\n")[0]
     assert full.nll > 0 and full.n_tokens > 10
     assert sum(full.logprobs) < sum(gemma.likelihood(item.prompt, first_row).logprobs) < 0.0
-    # The greedy first token is the most likely one: margin 0, and its log-prob beats any other.
+    # The greedy first token is the model's choice: a negative margin (it beats the best other
+    # token by that much), and its log-prob beats any other.
     greedy = gemma.complete(item.prompt, max_tokens=1, stop=[])
     mine = gemma.likelihood(item.prompt, greedy.text, stop="")
     other = "7" if greedy.text != "7" else "x"
-    assert mine.n_tokens == 1 and mine.margins == (0.0,) and mine.greedy == (True,)
+    assert mine.n_tokens == 1 and mine.margins[0] < 0.0 and mine.greedy == (True,)
     assert mine.logprobs[0] >= gemma.likelihood(item.prompt, other, stop="").logprobs[0]
 
 

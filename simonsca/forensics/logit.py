@@ -29,6 +29,19 @@ from simonsca.forensics.findings import Finding, Severity
 NO_EFFECT_KL = 1e-6
 
 
+def top_choices(rows: np.ndarray) -> np.ndarray:
+    """Per row, the token the model chooses, or -1 where the top is tied (a tie is not a choice:
+    see :func:`simonsca.models.base.is_top_choice`)."""
+    tied = np.sum(rows == rows.max(-1, keepdims=True), axis=-1) > 1
+    return np.where(tied, -1, rows.argmax(-1))
+
+
+def same_choices(a: np.ndarray, b: np.ndarray) -> int:
+    """Positions where both models choose the same token (a tie in either is no agreement)."""
+    ca, cb = top_choices(a), top_choices(b)
+    return int(np.sum((ca == cb) & (ca >= 0)))
+
+
 @dataclass(frozen=True)
 class LogitEffect:
     model_a: Path
@@ -39,7 +52,7 @@ class LogitEffect:
     n_positions: int  # answer tokens scored, over all items
     mean_kl: float  # mean KL(a || b), nats per answer position
     max_kl: float
-    top1_agreement: float  # fraction of answer positions with the same argmax
+    top1_agreement: float  # answer positions where both models choose the same token
     mean_logprob_a: float  # mean log p(answer token), nats per token
     mean_logprob_b: float
     findings: tuple[Finding, ...]
@@ -121,7 +134,7 @@ def logit_effect(
             kl = np.sum(np.exp(la_) * (la_ - lb_), axis=-1)
             kl_sum += float(kl.sum())
             kl_max = max(kl_max, float(kl.max()))
-            agree += int(np.sum(la_.argmax(-1) == lb_.argmax(-1)))
+            agree += same_choices(la_, lb_)
             idx = np.arange(len(tokens))
             lp_a += float(la_[idx, target].sum())
             lp_b += float(lb_[idx, target].sum())

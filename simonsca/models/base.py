@@ -58,29 +58,42 @@ class LikelihoodRequest:
     stop: str = "\n\n"
 
 
+def is_top_choice(margin: float) -> bool:
+    """Whether a token with this margin (the best other token's log-prob minus its own) is the
+    model's choice: strictly more likely than every other token.
+
+    A tie is not a choice: greedy decoding breaks it by token id (llama.cpp takes the lowest),
+    which says nothing about the model -- a model whose logits are all equal would otherwise
+    "choose" every token of every expected answer. Tied tokens score as wrong, not 1/k: the
+    expected token is not what the model writes (it writes the lowest id), and partial credit
+    would still pay a model that has no preference at all."""
+    return margin < 0.0
+
+
 @dataclass(frozen=True)
 class AnswerLikelihood:
     """A model's teacher-forced view of one expected answer, token by token.
 
     ``logprobs[k]`` is the natural-log probability of answer token ``k`` given the prompt and the
-    right tokens before it; ``margins[k]`` how far below the most likely token's it lies (0: it
-    was the most likely, greedy decoding would write it; see :attr:`greedy`). ``token_ends[k]`` is the byte offset in the answer's UTF-8 text where token
-    ``k`` ends, to find the token that writes a given cell. ``stop_greedy``: after the answer,
+    right tokens before it; ``margins[k]`` the best *other* token's log-prob minus its own: above
+    0, how far below the top it lies; 0, it ties for the top; below 0, it is the model's own
+    choice by that much (see :func:`is_top_choice`). ``token_ends[k]`` is the byte offset in the
+    answer's UTF-8 text where token ``k`` ends, to find the token that writes a given cell. ``stop_greedy``: after the answer,
     greedy decoding would stop (write the blank line, or end the generation). ``boundary`` says
     how the prompt/answer token boundary was cut (see ``LlamaCppModel.answer_tokens``).
     """
 
     token_ends: tuple[int, ...]
     logprobs: tuple[float, ...]
-    margins: tuple[float, ...]  # top log-prob minus the token's, >= 0 (0: the top choice)
+    margins: tuple[float, ...]  # best other log-prob minus the token's (< 0: the model's choice)
     stop_logprob: float
     stop_greedy: bool
     boundary: str = "joint"
 
     @property
     def greedy(self) -> tuple[bool, ...]:
-        """Per answer token: it is the most likely token at its position (ties count)."""
-        return tuple(m <= 0.0 for m in self.margins)
+        """Per answer token: it is the model's choice at its position (a tie is not)."""
+        return tuple(is_top_choice(m) for m in self.margins)
 
     @property
     def n_tokens(self) -> int:

@@ -42,6 +42,7 @@ from simonsca.models.base import (
     GenerationRequest,
     LikelihoodRequest,
     ModelInfo,
+    is_top_choice,
     max_tokens_for,
 )
 from simonsca.tasks import Item
@@ -850,12 +851,13 @@ class LlamaCppModel:
             r = row.astype(np.float64)
             peak = r.max()
             logprobs.append(float(r[token] - (peak + np.log(np.exp(r - peak).sum()))))
-            margins.append(float(peak - r[token]))  # 0 for the top choice (ties count)
+            margins.append(_margin(r, token))
             if k == n_answer:
-                eog_next = self.is_end_of_generation(int(np.argmax(r)))
+                top = int(np.argmax(r))
+                eog_next = self.is_end_of_generation(top) and is_top_choice(_margin(r, top))
         # Greedy decoding stops after the answer if it writes the stop text, or ends the
         # generation there.
-        stop_greedy = eog_next or all(m <= 0.0 for m in margins[n_answer:])
+        stop_greedy = eog_next or all(is_top_choice(m) for m in margins[n_answer:])
         ends: list[int] = []
         position = 0
         for token in tokens[:n_answer]:
@@ -894,6 +896,14 @@ class LlamaCppModel:
             f"LlamaCppModel({str(self.path)!r}, lora_path={self.lora_path!r}, n_ctx={self.n_ctx}, "
             f"n_seq={self.n_seq})"
         )
+
+
+def _margin(row: np.ndarray, token: int) -> float:
+    """The best other token's logit minus ``token``'s (see :func:`is_top_choice`): the
+    log-softmax shifts every entry alike, so logits give the log-prob difference."""
+    before, after = row[:token], row[token + 1 :]  # views: no copy of a 262k-entry row
+    rivals = [float(part.max()) for part in (before, after) if part.size]
+    return max(rivals) - float(row[token]) if rivals else 0.0
 
 
 def _log_softmax(row: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from simonsca.models.base import AnswerLikelihood, LikelihoodRequest
+from simonsca.models.base import AnswerLikelihood, LikelihoodRequest, is_top_choice
 
 #: Log-probability reported for a token whose probability underflowed to 0.
 LOGPROB_FLOOR = -1.0e4
@@ -47,6 +47,11 @@ def plan_forcing(
     return ForcingPlan(prompt_tokens, forced, n_answer, boundary)
 
 
+#: The margin of a forced token when the server listed no other token beside it: nothing shows
+#: that it beat the rest, so it is scored like a tie (not the model's choice).
+NO_RIVAL_SEEN = 0.0
+
+
 def summarise_forcing(
     plan: ForcingPlan,
     logprobs: Sequence[float],
@@ -55,7 +60,8 @@ def summarise_forcing(
     eog_next: bool,
 ) -> AnswerLikelihood:
     """Per-token results (forced tokens in order) into an :class:`AnswerLikelihood`;
-    ``margins[k]``: the top log-prob minus forced token k's (0 when it was the top choice)."""
+    ``margins[k]``: the best other token's log-prob minus forced token k's (see
+    :func:`~simonsca.models.base.is_top_choice`)."""
     n = plan.n_answer
     ends: list[int] = []
     position = 0
@@ -67,6 +73,6 @@ def summarise_forcing(
         logprobs=tuple(float(x) for x in logprobs[:n]),
         margins=tuple(float(m) for m in margins[:n]),
         stop_logprob=float(sum(logprobs[n:])),
-        stop_greedy=eog_next or all(m <= 0.0 for m in margins[n:]),
+        stop_greedy=eog_next or all(is_top_choice(m) for m in margins[n:]),
         boundary=plan.boundary,
     )

@@ -10,7 +10,12 @@ from typing import Any
 from simonsca.models.base import AnswerLikelihood, LikelihoodRequest
 from simonsca.models.served.client import HttpClient, ScoringUnsupported, ServerError, error_message
 from simonsca.models.served.facts import ServerFacts, ServerKind
-from simonsca.models.served.forcing import LOGPROB_FLOOR, plan_forcing, summarise_forcing
+from simonsca.models.served.forcing import (
+    LOGPROB_FLOOR,
+    NO_RIVAL_SEEN,
+    plan_forcing,
+    summarise_forcing,
+)
 from simonsca.models.served.kinds.openai import LLAMA_CPP_GREEDY, Dialect
 from simonsca.models.served.names import openai_model_ids, pick_model, stem_aliases
 
@@ -123,7 +128,7 @@ class LlamaCppPythonDialect(Dialect):
             "prompt": text,
             "max_tokens": 1,
             "echo": True,
-            "logprobs": 1,
+            "logprobs": 2,  # the top two and the forced token: a tie is not a choice
             **self.sampling(),
         }
         reply = self._post(self.completions_path, body)
@@ -146,8 +151,9 @@ class LlamaCppPythonDialect(Dialect):
             top = tops[j] or {}
             logprob = float(value) if value is not None else LOGPROB_FLOOR
             logprobs.append(logprob)
-            # the dict holds the top-1 text and the forced token's (keyed by text)
-            margins.append(max(0.0, max(top.values()) - logprob) if top else 0.0)
+            # the dict holds the top-2 texts and the forced token's (keyed by text)
+            others = [v for text, v in top.items() if text != token_texts[j]]
+            margins.append(max(others) - logprob if others else NO_RIVAL_SEEN)
         eog_next = False
         if plan.n_answer < n:
             top = tops[first + plan.n_answer] or {}

@@ -20,7 +20,12 @@ from simonsca.errors import ConfigError, ContextTooSmall
 from simonsca.models.base import AnswerLikelihood, Completion, GenerationRequest, LikelihoodRequest
 from simonsca.models.served.client import HttpClient, ServerError
 from simonsca.models.served.facts import ServerFacts, ServerKind
-from simonsca.models.served.forcing import LOGPROB_FLOOR, plan_forcing, summarise_forcing
+from simonsca.models.served.forcing import (
+    LOGPROB_FLOOR,
+    NO_RIVAL_SEEN,
+    plan_forcing,
+    summarise_forcing,
+)
 from simonsca.models.served.kinds.openai import LLAMA_CPP_GREEDY, Dialect
 from simonsca.models.served.names import openai_model_ids, pick_model, stem_aliases
 
@@ -210,7 +215,7 @@ class LlamaServerDialect(Dialect):
                 1,
                 cache_prompt=k > 0,
                 id_slot=slot,
-                n_probs=1,
+                n_probs=2,  # the forced token and the best other one: a tie is not a choice
                 logit_bias=[[token, FORCE_BIAS]],
             )
             reply = self.http.json("POST", "/completion", body)
@@ -227,10 +232,13 @@ class LlamaServerDialect(Dialect):
             # a probability that underflowed to 0 comes as the lowest float32 (-3.4e38; older
             # servers sent null): the floor, so that one token cannot swamp a sum of log-probs
             value = max(float(logprob), LOGPROB_FLOOR) if logprob is not None else LOGPROB_FLOOR
-            top = entry.get("top_logprobs") or []
-            best = float(top[0]["logprob"]) if top and top[0].get("logprob") is not None else value
+            others = [
+                max(float(e["logprob"]), LOGPROB_FLOOR)
+                for e in entry.get("top_logprobs") or []
+                if e.get("logprob") is not None and int(e.get("id", -1)) != token
+            ]
             logprobs.append(value)
-            margins.append(max(0.0, best - value))
+            margins.append(max(others) - value if others else NO_RIVAL_SEEN)
         # plan_forcing tokenized every forced token, so each one's piece is known
         pieces = [self._piece_bytes.get(t, b"") for t in plan.forced]
         return summarise_forcing(plan, logprobs, margins, pieces, eog_next)

@@ -8,7 +8,7 @@ from typing import Any
 from simonsca.models.base import AnswerLikelihood, LikelihoodRequest
 from simonsca.models.served.client import HttpClient, ServerError
 from simonsca.models.served.facts import ServerFacts, ServerKind
-from simonsca.models.served.forcing import plan_forcing, summarise_forcing
+from simonsca.models.served.forcing import NO_RIVAL_SEEN, plan_forcing, summarise_forcing
 from simonsca.models.served.kinds.openai import Dialect
 from simonsca.models.served.names import pick_model, stem_aliases
 
@@ -62,7 +62,7 @@ class VLLMDialect(Dialect):
             "model": self.facts.model,
             "prompt": tokens,
             "max_tokens": 1,
-            "prompt_logprobs": 1,
+            "prompt_logprobs": 2,  # the forced token and the best others: a tie is no choice
             **self.sampling(),
         }
         reply = self.http.json("POST", self.completions_path, body)
@@ -81,12 +81,16 @@ class VLLMDialect(Dialect):
                 raise ServerError(f"{self.facts.root}: prompt_logprobs lacks token {token}")
             logprob = float(entry["logprob"])
             top = [e for e in row.values() if int(e.get("rank") or 0) == 1]
-            best = float(top[0]["logprob"]) if top else logprob
+            others = [float(e["logprob"]) for key, e in row.items() if key != str(token)]
             logprobs.append(logprob)
-            # rank 1 (ties included) is the top choice: margin 0
-            margins.append(0.0 if int(entry.get("rank") or 1) == 1 else max(0.0, best - logprob))
+            margins.append(max(others) - logprob if others else NO_RIVAL_SEEN)
             pieces.append(str(entry.get("decoded_token") or "").encode("utf-8"))
             if k == plan.n_answer:
                 # an end-of-generation token decodes to "" (special tokens are skipped)
-                eog_next = bool(top) and top[0].get("decoded_token") == "" and margins[-1] > 0
+                eog_next = (
+                    bool(top)
+                    and top[0].get("decoded_token") == ""
+                    and margins[-1] > 0
+                    and sum(int(e.get("rank") or 0) == 1 for e in row.values()) == 1
+                )
         return summarise_forcing(plan, logprobs, margins, pieces, eog_next)
