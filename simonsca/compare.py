@@ -10,11 +10,12 @@ The verdict, at ``alpha`` (0.05 unless configured):
 1. ``IDENTICAL`` -- the model files are byte-identical (decided by the suite; nothing is run).
 2. ``INERT`` -- the files differ but every answer is the base's, and (when teacher-forced scoring
    ran) the answer NLL is shown to have moved no more than numerical noise does: the CI of its
-   mean change lies inside +- the noise floor (the largest per-item change that scoring the base
-   again with another grouping of tokens into decode calls produces). Where answers differ, they
-   count as the base's when the base's answer is within the per-token noise floor of the
-   merged model's top choices at every token (a near-tie flipped). The update is too small to
-   matter.
+   mean change lies inside +- the noise floor (the largest per-item change that changes
+   which mean nothing produce: scoring the base again with another grouping of tokens into decode
+   calls, or with a random update of 1e-6 of its weights; see :mod:`simonsca.noise`). Where
+   answers differ, they count as the base's when the two models find the base's answers equally
+   likely: the CI of the mean change of those answers' NLL lies inside +- the noise floor too
+   (a near-tie flipped). The update is too small to matter.
 3. A *significant gain* in generation: the cell-accuracy CI lies entirely above 0, or McNemar
    ``p < alpha`` with more merged-only exact answers. A *significant loss* is the mirror image.
    In teacher-forced scoring: the teacher-forced cell-accuracy CI above 0, or the NLL CI below 0
@@ -160,11 +161,12 @@ class ModeComparison:
 
 @dataclass(frozen=True)
 class NoiseFloor:
-    """How far the same model's answer NLL moves when the same tokens are grouped differently
-    into decode calls -- differences below this are numerical noise, not the finetune."""
+    """How far the reference model's answer NLL moves under changes that mean nothing (another
+    grouping of tokens into decode calls; a 1e-6 update of its weights: :mod:`simonsca.noise`)
+    -- differences below this are numerical noise, not the finetune."""
 
-    item_nll: float  # max over items of |NLL(grouping 1) - NLL(grouping 2)|, nats per token
-    token_logprob: float  # max over answer tokens of |log p(1) - log p(2)|
+    item_nll: float  # max over items and nulls of |NLL(scored once) - NLL(scored again)|
+    token_logprob: float  # max over answer tokens and nulls of |log p(once) - log p(again)|
     n_items: int
     method: str
 
@@ -202,8 +204,8 @@ class Comparison:
     forced: ModeComparison | None
     likelihood: LikelihoodComparison | None
     under_surface: str | None = None
-    # where answers differ: the largest margin by which the merged model's top choice beat the
-    # base's answer (None: not measured)
+    # where answers differ: the larger end (absolute) of the CI of the mean NLL change of the
+    # base's answers, base vs merged (None: not measured)
     flip_margin: float | None = None
 
     @property
@@ -526,8 +528,9 @@ def decide(
                 "every answer is the base's"
                 if texts_identical is not False
                 else (
-                    "the answers differ only at near-ties within the noise floor (largest "
-                    f"margin {flip_margin or 0.0:.2g} nats)"
+                    "the answers differ only at near-ties within the noise floor (the base's "
+                    "answers are as likely to the merged model: their NLL moved by at most "
+                    f"{flip_margin or 0.0:.2g} nats/token, 95% CI)"
                 )
             )
             d = likelihood.delta
@@ -617,8 +620,8 @@ def compare_runs(
     """Base vs merged from whatever was scored: greedy answers (``base``/``merged`` with their
     texts, in the same item order) and/or teacher-forced scores; ``baselines`` are the trivial
     baselines' greedy scores on at least the same items. ``flip_margin``: where the answers
-    differ, by how much the merged model's top choice beat the base's answer (teacher forced;
-    see the suite) -- within the noise floor's per-token bound, the answers count as equal."""
+    differ, how far the base's answers' NLL moved between the two models (the larger end of its
+    CI; teacher forced, see the suite) -- within the noise floor, the answers count as equal."""
     bar = dict(baselines or {})
     generation: ModeComparison | None = None
     identical: bool | None = None
@@ -641,7 +644,7 @@ def compare_runs(
         identical is False
         and flip_margin is not None
         and noise is not None
-        and flip_margin <= noise.token_logprob
+        and flip_margin <= noise.item_nll
     )
     return decide(
         n=len(base) or len(base_forced),

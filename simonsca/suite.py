@@ -8,6 +8,7 @@ Byte-identical model files are reported as ``IDENTICAL`` at once, without loadin
 
 from __future__ import annotations
 
+import math
 import secrets
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -26,7 +27,8 @@ from simonsca.gguf_file import adapter_fit_problem, identical_files, open_gguf
 from simonsca.likelihood import forced_score
 from simonsca.metrics import FORCED_METRICS, GENERATION_METRICS
 from simonsca.models import BASELINES
-from simonsca.models.base import Model, ModelSpec
+from simonsca.models.base import AnswerLikelihood, LikelihoodRequest, Model, ModelSpec
+from simonsca.noise import noise_floor
 from simonsca.record import (
     SCHEMA,
     Environment,
@@ -53,9 +55,6 @@ from simonsca.tasks import Item
 
 #: Finding code: the raw-format gain is not (or hardly) reachable through the chat template.
 GAIN_LOST_IN_CHAT = "gain-only-in-raw-format"
-#: Items scored twice with different token groupings to measure the numerical noise floor.
-NOISE_ITEMS = 8
-
 Say = Callable[[str], None]
 
 
@@ -264,8 +263,8 @@ class _Runs:
     generation: dict[str, GenerationRun]  # label -> run
     forced: dict[str, ForcedRun]
     specs: dict[str, tuple[str, ModelSpec]]  # label -> (side, spec)
-    # merged label -> the largest margin by which the merged model's top choice beat the base's
-    # answer, over the items whose answers differ (see :func:`_flip_margin`)
+    # merged label -> how far the NLL of the base's answers moved, base vs merged, where the two
+    # models' answers differ (see :func:`_largest_shift`)
     flips: dict[str, float]
 
 
@@ -280,6 +279,8 @@ def _run_models(
     s = p.settings
     runs = _Runs({}, {}, {}, {})
     noise: NoiseFloor | None = None
+    # merged label -> the base's differing answers, and the merged model's view of them
+    shifts: dict[str, tuple[list[LikelihoodRequest], list[AnswerLikelihood]]] = {}
     primary = s.prompt_modes[0]
     gen_items = p.items[: s.eval_size]
     forced_items = p.items[: s.forced_size]
@@ -310,7 +311,7 @@ def _run_models(
                         label=label,
                     )
             if side in ("base", "model") and "teacher-forced" in s.scoring_modes:
-                noise = _noise_floor(model, forced_items, runs.forced[side])
+                noise = noise_floor(model, forced_items, runs.forced[side])
             if side == "merged" and "teacher-forced" in model.capabilities:
                 for mode in s.prompt_modes:
                     base, merged = run_label("base", mode, primary), run_label(side, mode, primary)
@@ -319,9 +320,16 @@ def _run_models(
                         and merged in runs.generation
                         and _likelihood_within_noise(runs, base, merged, noise, s.alpha)
                     ):
-                        runs.flips[merged] = _flip_margin(
-                            model, runs.generation[base], runs.generation[merged]
+                        requests = _differing_answers(
+                            runs.generation[base], runs.generation[merged]
                         )
+                        shifts[merged] = (requests, _force(model, requests))
+    if shifts:
+        # The base's own view of the same answers: loaded once more, only in this near-INERT case.
+        base_spec = dict(sides)["base"]
+        with _loaded(base_spec, s) as model:
+            for merged, (requests, merged_view) in shifts.items():
+                runs.flips[merged] = _largest_shift(_force(model, requests), merged_view, s.alpha)
     return runs, noise
 
 
@@ -342,22 +350,41 @@ def _likelihood_within_noise(
     return -noise.item_nll <= d.low and d.high <= noise.item_nll
 
 
-def _flip_margin(model: Model, base: GenerationRun, merged: GenerationRun) -> float:
-    """Where the merged model's answer differs from the base's: teacher-force the base's answer
-    through the merged model; the largest margin by which its top choice beat a token of that
-    answer, over every differing item (0 when no answer differs). Within the noise floor, the
-    answers differ only as two groupings of the same model's arithmetic can."""
-    from simonsca.models.base import LikelihoodRequest
-
-    requests = [
+def _differing_answers(base: GenerationRun, merged: GenerationRun) -> list[LikelihoodRequest]:
+    """The base's greedy answers where the merged model answered otherwise, as teacher-forcing
+    requests (with the stop when the answer ended on it)."""
+    return [
         LikelihoodRequest(b.prompt, b.text, STOP[0] if b.finish_reason == "stop" else "")
         for b, m in zip(base.predictions, merged.predictions)
         if b.text != m.text
     ]
-    worst = 0.0
-    for _, lik in model.likelihood_many(requests):
-        worst = max(worst, max(lik.margins, default=0.0))
-    return worst
+
+
+def _force(model: Model, requests: Sequence[LikelihoodRequest]) -> list[AnswerLikelihood]:
+    return [lik for _, lik in sorted(model.likelihood_many(requests), key=lambda x: x[0])]
+
+
+def _largest_shift(
+    base: Sequence[AnswerLikelihood], merged: Sequence[AnswerLikelihood], alpha: float
+) -> float:
+    """Where the answers differ: how far the base's own answers' NLL moved from the base model
+    to the merged one -- the larger end, in absolute value, of the (1 - alpha) CI of the mean
+    change (0 when no answer differs). Inside the noise floor the two models find those answers
+    equally likely, so they differ only where a near-tie flipped: the equivalence test the answer
+    NLL gets, on the answers the models wrote. (A max over tokens would be compared with a max
+    over other tokens: two extremes of one distribution, either larger half the time.)
+
+    Both models score the same text with the same tokenizer; the tokens greedy decoding wrote can
+    be others (a byte token for a character), so the base's answers are scored again rather than
+    compared with the merged model's top choices."""
+    from simonsca.stats import paired_bootstrap
+
+    if not base:
+        return 0.0
+    if any(b.token_ends != m.token_ends for b, m in zip(base, merged)):
+        return math.inf  # another tokenizer: the answers cannot be matched token by token
+    d = paired_bootstrap([b.nll for b in base], [m.nll for m in merged], confidence=1 - alpha)
+    return max(abs(d.low), abs(d.high))
 
 
 def _refuse_unsupported(model: Model, settings: Settings) -> None:
@@ -367,38 +394,6 @@ def _refuse_unsupported(model: Model, settings: Settings) -> None:
             f"{model.name} ({model.info.backend}) cannot do {' or '.join(missing)} scoring; "
             f"pass --scoring {'generate' if 'generate' in model.capabilities else 'teacher-forced'}"
         )
-
-
-def _noise_floor(model: Model, items: Sequence[Item], run: ForcedRun) -> NoiseFloor | None:
-    """Score a few answers again with another grouping of tokens into decode calls; the largest
-    change is what numerical noise alone can do."""
-    regroup = getattr(model, "likelihood_many", None)
-    from simonsca.models.llamacpp import LlamaCppModel
-
-    if not isinstance(model, LlamaCppModel) or regroup is None:
-        return None
-    from simonsca.models.base import LikelihoodRequest
-    from simonsca.runner import prompt_for
-
-    chosen = list(items[:NOISE_ITEMS])
-    requests = [
-        LikelihoodRequest(prompt_for(model, item, run.prompt_mode), item.output, STOP[0])
-        for item in chosen
-    ]
-    item_nll, token = 0.0, 0.0
-    for k, other in model.likelihood_many(requests, stepwise=True):
-        first = run.likelihoods[k]
-        item_nll = max(item_nll, abs(first.nll - other.nll))
-        token = max(
-            token, max((abs(a - b) for a, b in zip(first.logprobs, other.logprobs)), default=0.0)
-        )
-    return NoiseFloor(
-        item_nll=item_nll,
-        token_logprob=token,
-        n_items=len(chosen),
-        method="the base (or only) model's answers re-scored one token per decode call, as "
-        "greedy generation decodes",
-    )
 
 
 def _merge_check(

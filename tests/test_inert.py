@@ -50,3 +50,57 @@ def test_an_update_below_the_noise_floor_fails_as_inert(
     result.stdout.fnmatch_lines(["verdict: INERT -- inert: *"])
     result.stdout.fnmatch_lines(["likelihood: answer NLL base * noise floor *"])
     result.stdout.fnmatch_lines(["FAILED*test_merged_model_differs_from_base*"])
+
+
+#: Weight types the tiny llama is written in (gguf-py quantizes these; Gemma covers K-quants).
+TINY_TYPES = ["F16", "Q8_0", "Q5_0", "Q5_1", "Q4_1", "Q4_0"]
+
+
+def _tiny_verdict(tmp_path: Path, weight_type: str, relative: float) -> dict[str, object]:
+    """`simonsca compare` of the tiny llama in ``weight_type`` against itself + a random rank-8
+    LoRA whose update is ``relative`` of each weight's norm; the record's first comparison."""
+    import json
+
+    import numpy as np
+    from gguf import GGMLQuantizationType
+    from tiny_models import tiny
+
+    from simonsca.cli import main
+    from simonsca.forensics.adapter import write_lora_gguf
+
+    base = tiny.write_tiny_model(
+        tmp_path / f"tiny-{weight_type}.gguf", weight_type=GGMLQuantizationType[weight_type]
+    )
+    pairs = tiny.lora_pairs(base, rank=8, relative=relative, seed=3)
+    adapter = write_lora_gguf(tmp_path / "update.gguf", "llama", pairs, alpha=8.0)
+    main(
+        ["compare", str(base), "--lora", str(adapter), "--eval-size", "8", "--forced-size", "24"]
+        + ["--n-ctx", "512", "--n-threads", "1", "--no-progress", "--no-cache", "--run-id", "r"]
+    )
+    record = json.loads((tmp_path / "reports" / "r" / "report.json").read_text())
+    [comparison] = list(record["evaluation"]["comparisons"].values())
+    assert np.isfinite(record["evaluation"]["noise"]["item_nll"])
+    return dict(comparison)
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("weight_type", TINY_TYPES)
+def test_a_1e_6_update_is_inert_in_every_weight_type(
+    weight_type: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Quantized activations round differently after any change of the weights, however small:
+    the noise floor's null update measures that, so a 1e-6 update is noise in every type."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SIMONSCA_CACHE", str(tmp_path / "cache"))
+    assert _tiny_verdict(tmp_path, weight_type, 1e-6)["verdict"] == "inert"
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("weight_type", ["F16", "Q8_0", "Q4_0"])
+def test_an_update_that_moves_the_model_is_not_inert(
+    weight_type: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SIMONSCA_CACHE", str(tmp_path / "cache"))
+    comparison = _tiny_verdict(tmp_path, weight_type, 0.05)
+    assert comparison["verdict"] not in ("inert", "identical"), comparison["headline"]

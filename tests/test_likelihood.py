@@ -68,14 +68,14 @@ def test_teacher_forcing_the_models_own_greedy_answers_finds_them_greedy(
     decoded in other groups move a log-prob by that much, and greedy generation decodes one token
     at a time while teacher forcing decodes hundreds together)."""
     from simonsca.models.llamacpp import LlamaCppModel
+    from simonsca.noise import noise_floor
     from simonsca.runner import generate, teacher_force
-    from simonsca.suite import _noise_floor
 
     items = dataset.eval_items(6)
     with LlamaCppModel(gemma_path, n_ctx=1024) as model:
         answers = generate(model, items, cache=None, progress=False)
         forced = teacher_force(model, items, cache=None, progress=False)
-        noise = _noise_floor(model, items, forced)
+        noise = noise_floor(model, items, forced)
         assert noise is not None and noise.token_logprob > 0
         checked = 0
         for item, prediction in zip(items, answers.predictions):

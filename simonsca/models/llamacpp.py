@@ -489,6 +489,39 @@ class LlamaCppModel:
                 f"{_reason(log, f'llama_set_adapters_lora returned {rc}')}"
             )
 
+    @contextlib.contextmanager
+    def extra_adapter(self, lora_path: Path) -> Iterator[None]:
+        """Apply one more LoRA adapter (scale 1) for the block, on top of the model's own, then
+        set the model back as it was: for the noise floor's null update, without a reload."""
+        lc = self._lc
+        self._require_context()
+        with _LOG.capture() as log:
+            adapter = lc.llama_adapter_lora_init(self._model, str(lora_path).encode("utf-8"))
+        if not adapter:
+            raise AdapterMismatch(
+                f"adapter {lora_path} does not fit model {self.path}: "
+                f"{_reason(log, 'llama.cpp rejected it')}"
+            )
+        own = list(self._adapters) if self.lora_path is not None else []
+        both = (lc.llama_adapter_lora_p_ctypes * (len(own) + 1))(*own, adapter)
+        scales = (ctypes.c_float * (len(own) + 1))(*([1.0] * (len(own) + 1)))
+        try:
+            with _LOG.capture() as log:
+                rc = lc.llama_set_adapters_lora(self._ctx, both, len(own) + 1, scales)
+            if rc != 0:
+                raise AdapterMismatch(
+                    f"adapter {lora_path} could not be applied to {self.path}: "
+                    f"{_reason(log, f'llama_set_adapters_lora returned {rc}')}"
+                )
+            yield
+        finally:
+            with _LOG.capture():
+                if own:
+                    lc.llama_set_adapters_lora(self._ctx, self._adapters, 1, self._adapter_scales)
+                else:
+                    lc.llama_set_adapters_lora(self._ctx, None, 0, None)
+                lc.llama_adapter_lora_free(adapter)
+
     # -- what the runner needs -----------------------------------------------------------------
 
     @property
