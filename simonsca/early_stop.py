@@ -64,12 +64,13 @@ on the text alone: the reason of the first line end at which a rule fires, or No
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from simonsca import codec
 from simonsca.codec import _GridScan
+from simonsca.models.base import Watch, watch_cut
 from simonsca.tasks import Item, Task
 
 __all__ = [
@@ -85,8 +86,6 @@ __all__ = [
 
 FINAL = "final"
 CANNOT_BE_RIGHT = "cannot be right"
-
-Watch = Callable[[str], "str | None"]
 
 
 def watch_for(item: Item, *, eager: bool = False) -> Watch:
@@ -271,15 +270,11 @@ class StopPoint:
 
 def first_stop(text: str, item: Item, *, eager: bool = False) -> StopPoint | None:
     """Replay ``text`` line by line through one watch, as the backend would; None: never fired."""
-    watch = watch_for(item, eager=eager)
-    position = line = 0
-    while (newline := text.find("\n", position)) >= 0:
-        line += 1
-        reason = watch(text[: newline + 1])
-        if reason is not None:
-            return StopPoint(line, newline + 1, reason)
-        position = newline + 1
-    return None
+    cut = watch_cut(text, watch_for(item, eager=eager))
+    if cut is None:
+        return None
+    kept, reason = cut
+    return StopPoint(text.count("\n", 0, kept), kept, reason)
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,17 @@ Reply = tuple[int, Any] | tuple[int, Any, dict[str, str]]
 Route = Callable[[Any], Reply]
 
 
+@dataclass
+class Stream:
+    """A streamed reply: server-sent ``data:`` events, ``delay`` seconds apart, then
+    ``[DONE]``; ``sent`` counts the events written before the client hung up."""
+
+    events: list[Any]
+    delay: float = 0.01
+    sent: int = 0
+    hung_up: bool = False
+
+
 def body(name: str) -> Any:
     return json.loads((BODIES / name).read_text())
 
@@ -83,6 +94,9 @@ def _handler(server: FakeServer) -> type[BaseHTTPRequestHandler]:
                     server.in_flight -= 1
             status, payload = reply[0], reply[1]
             headers = reply[2] if len(reply) == 3 else {}  # type: ignore[misc]
+            if isinstance(payload, Stream):
+                self._stream(payload)
+                return
             out = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("content-type", "application/json")
@@ -91,6 +105,20 @@ def _handler(server: FakeServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header(key, value)
             self.end_headers()
             self.wfile.write(out)
+
+        def _stream(self, stream: Stream) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.end_headers()
+            try:
+                for event in [*stream.events, "[DONE]"]:
+                    data = event if isinstance(event, str) else json.dumps(event)
+                    self.wfile.write(f"data: {data}\n\n".encode())
+                    self.wfile.flush()
+                    stream.sent += 1
+                    time.sleep(stream.delay)
+            except (BrokenPipeError, ConnectionResetError):
+                stream.hung_up = True
 
         def do_GET(self) -> None:
             self._serve("GET")
@@ -702,3 +730,92 @@ def test_concurrency_bounds_the_requests_in_flight(serve: Any) -> None:
         got = dict(model.complete_many(requests))
     assert sorted(got) == list(range(12))
     assert fake.max_in_flight == 3
+
+
+# --- early stop on served answers ---------------------------------------------------------
+
+
+def second_line_watch(text: str) -> str | None:
+    """A watch that stops every answer at the end of its second line."""
+    return "stop: two lines" if text.count("\n") >= 2 else None
+
+
+def test_an_answer_that_arrives_whole_is_cut_where_the_in_process_watch_stops(
+    serve: Any,
+) -> None:
+    """Ollama answers whole: the text is cut at the first line end where the watch fires, as
+    the in-process backend would have stopped generating there."""
+    url, _ = serve(ollama_routes())
+    whole = body("ollama_generate.json")["response"]
+    with open_served_model(url + "#llama3") as model:
+        request = GenerationRequest("def f(", 64, watch=second_line_watch)
+        [(_, done)] = list(model.complete_many([request]))
+    assert done.text == "\n  if a == 0:\n" == whole[: whole.index("\n", 1) + 1]
+    assert done.finish_reason == "cut"
+    assert done.n_tokens == len(done.text.encode())  # no tokenizer: UTF-8 bytes bound it
+
+
+def llama_server_stream(text: str, stop_type: str = "eos") -> Stream:
+    """llama-server's streamed /completion: one event per character (the toy tokenizer), then
+    the last event with ``stop`` and how it stopped."""
+    events: list[Any] = [{"content": c, "stop": False} for c in text]
+    events.append({"content": "", "stop": True, "stop_type": stop_type, "tokens_predicted": 99})
+    return Stream(events)
+
+
+def test_a_streamed_answer_is_closed_where_the_watch_fires(serve: Any) -> None:
+    answer = "1,0\n0,1\n" + "1,1\n" * 40  # a runaway grid: 42 lines
+    stream = llama_server_stream(answer)
+    url, fake = serve(
+        {
+            **llama_server_routes(),
+            ("POST", "/tokenize"): toy_tokenize_with_pieces,
+            ("POST", "/completion"): lambda b: (200, stream),
+        }
+    )
+    with open_served_model(url) as model:
+        request = GenerationRequest("P:", 200, watch=second_line_watch)
+        [(_, done)] = list(model.complete_many([request]))
+        assert done.text == "1,0\n0,1\n" and done.finish_reason == "cut"
+        assert done.n_tokens == len(done.text)  # the server's tokenizer: one per character
+        [sent] = fake.bodies("/completion")
+        assert sent["stream"] is True and sent["n_predict"] == 200
+        # the client hung up at the cut: the server did not get to write the rest
+        deadline = time.monotonic() + 5
+        while not stream.hung_up and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert stream.hung_up and stream.sent < len(stream.events)
+        # without a watch (early stop off) the answer is asked for whole, not streamed
+        whole = {"content": answer, "stop": True, "stop_type": "limit", "tokens_predicted": 123}
+        fake.routes[("POST", "/completion")] = fixed(whole)
+        done = model.complete("P:", max_tokens=200)
+        assert (done.text, done.finish_reason, done.n_tokens) == (answer, "length", 123)
+        assert fake.bodies("/completion")[-1]["stream"] is False
+
+
+def test_a_streamed_answer_the_watch_never_stops_ends_as_the_server_says(serve: Any) -> None:
+    url, _ = serve(
+        {
+            **llama_server_routes(),
+            ("POST", "/tokenize"): toy_tokenize_with_pieces,
+            ("POST", "/completion"): lambda b: (200, llama_server_stream("1,0\n0", "limit")),
+        }
+    )
+    with open_served_model(url) as model:
+        request = GenerationRequest("P:", 5, watch=second_line_watch)
+        [(_, done)] = list(model.complete_many([request]))
+    assert (done.text, done.finish_reason, done.n_tokens) == ("1,0\n0", "length", 99)
+
+
+def test_a_stream_that_is_not_json_is_one_line(serve: Any) -> None:
+    url, _ = serve(
+        {
+            **llama_server_routes(),
+            ("POST", "/tokenize"): toy_tokenize_with_pieces,
+            ("POST", "/completion"): lambda b: (200, Stream(["{not json"])),
+        }
+    )
+    with open_served_model(url) as model:
+        request = GenerationRequest("P:", 5, watch=second_line_watch)
+        with pytest.raises(ServerError, match="streamed something that is not JSON"):
+            list(model.complete_many([request]))

@@ -30,7 +30,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from server_process import free_port, running_server
+from server_process import (
+    NEAR_TIE,
+    early_stopped_parity,
+    free_port,
+    largest_margin,
+    running_server,
+)
 
 from simonsca.cache import cache_dir
 from simonsca.dataset import eval_items
@@ -68,10 +74,6 @@ THREADS = max(1, (os.cpu_count() or 2) // 2)
 #: Measured: 5.5e-4 nats at most, median 2e-5 (the server sums its softmax over 262,144 tokens in
 #: float32).
 TOLERANCE = 1e-3
-#: Largest in-process margin (nats) of a token in a served answer that differs from the
-#: in-process one, for the difference to count as a near-tie that llama.cpp's batching decided.
-#: Measured with llama-server's defaults: at most 0.40.
-NEAR_TIE = 1.0
 
 
 def _cached_binary() -> Path:
@@ -199,17 +201,6 @@ def in_process_answers(gemma: object, requests: list[GenerationRequest]) -> dict
     return dict(gemma.complete_many(requests))  # type: ignore[attr-defined]
 
 
-def _largest_margin(model: object, prompt: str, answer: str) -> tuple[float, int]:
-    """The largest in-process log-prob margin among ``answer``'s tokens (0: greedy decoding
-    writes each one), forced one token per decode as generation decodes them, and its token."""
-    request = LikelihoodRequest(prompt, answer, stop="")
-    [(_, forced)] = list(model.likelihood_many([request], stepwise=True))  # type: ignore[attr-defined]
-    if not forced.margins:
-        return 0.0, -1
-    worst = max(range(len(forced.margins)), key=lambda k: forced.margins[k])
-    return forced.margins[worst], worst
-
-
 def _compare(
     label: str,
     model: object,
@@ -228,7 +219,7 @@ def _compare(
             continue
         at = next((k for k, (x, y) in enumerate(zip(a.text, b.text)) if x != y), None)
         at = min(len(a.text), len(b.text)) if at is None else at
-        margin, token = _largest_margin(model, requests[i].prompt, b.text)
+        margin, token = largest_margin(model, requests[i].prompt, b.text)
         largest = max(largest, margin)
         print(
             f"  item {i}: part at character {at} ({a.text[at : at + 10]!r} in-process vs "
@@ -286,6 +277,16 @@ def test_greedy_answers_of_the_base_equal_the_in_process_backend(
     same, largest = _compare("base, greedy", gemma, requests, in_process_answers, remote)
     assert same >= N_ITEMS - 1  # measured: all 6
     assert largest < NEAR_TIE
+
+
+def test_early_stopped_answers_and_scores_equal_the_in_process_backend(
+    served: ServedModel, gemma: object, items: list[Item]
+) -> None:
+    """Early stop (on by default) streams the answer and closes the stream where the in-process
+    backend stops generating: the same texts, token counts and scores."""
+    with open_served_model(served.url, concurrency=1) as one_at_a_time:
+        identical, cut = early_stopped_parity(gemma, one_at_a_time, items)
+    assert identical >= N_ITEMS - 1 and cut >= 1  # measured: 6 identical, 4 cut
 
 
 def test_greedy_answers_with_the_servers_default_batching_differ_only_at_near_ties(

@@ -35,6 +35,10 @@ class Completion:
     finish_reason: FinishReason
 
 
+#: Called with the answer text so far at a line end; a reason (not None) stops the answer there.
+Watch = Callable[[str], "str | None"]
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     """One greedy generation: the prompt, a token budget, stop strings, and an optional watch.
@@ -46,7 +50,23 @@ class GenerationRequest:
     prompt: str
     max_tokens: int
     stop: tuple[str, ...] = ("\n\n",)
-    watch: Callable[[str], str | None] | None = field(default=None, compare=False)
+    watch: Watch | None = field(default=None, compare=False)
+
+
+def watch_cut(text: str, watch: Watch, start: int = 0) -> tuple[int, str] | None:
+    """Where ``watch`` stops ``text``: the end of the first line ending at or after ``start`` at
+    which it fires (characters to keep) and its reason; None: it never fires.
+
+    The one definition of an early stop, for every backend: the in-process one calls it as
+    tokens arrive (``start`` = where the last call's text ended), a served one on the streamed
+    or returned text, so the same answer text is cut at the same place whichever produced it."""
+    position = start
+    while (newline := text.find("\n", position)) >= 0:
+        reason = watch(text[: newline + 1])
+        if reason is not None:
+            return newline + 1, reason
+        position = newline + 1
+    return None
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from simonsca.models.base import (
     ModelInfo,
     is_top_choice,
     max_tokens_for,
+    watch_cut,
 )
 from simonsca.tasks import Item
 
@@ -762,11 +763,12 @@ class LlamaCppModel:
             if at >= 0:
                 return self._finish(s, "stop", len(text[:at].encode("utf-8")))
         if request.watch is not None and b"\n" in piece:
-            # The watch reads whole lines: show it the text up to the last line end, and cut
-            # the answer there when it says stop (a token may carry text past the line end).
-            end = s.text.rfind(b"\n") + 1
-            if request.watch(bytes(s.text[:end]).decode("utf-8", errors="ignore")) is not None:
-                return self._finish(s, "cut", end)
+            # The watch reads whole lines: the answer is cut at the first new line end where it
+            # fires (a token may carry text past it), as a served answer is (early_stop).
+            before = bytes(s.text[: len(s.text) - len(piece)]).decode("utf-8", errors="ignore")
+            cut = watch_cut(text, request.watch, len(before))
+            if cut is not None:
+                return self._finish(s, "cut", len(text[: cut[0]].encode("utf-8")))
         if s.n_generated >= s.max_tokens:
             return self._finish(s, "length", len(s.text))
         return None

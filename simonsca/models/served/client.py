@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -72,27 +74,74 @@ class HttpClient:
             last = attempt == attempts - 1
             try:
                 response = self._client.request(method, path, json=body)
-            except httpx.TimeoutException as error:
-                if isinstance(error, httpx.ConnectTimeout | httpx.PoolTimeout) and not last:
-                    self._sleep(attempt, None)
-                    continue
-                raise ServerError(
-                    f"{self.root}{path} gave no answer within the timeout "
-                    f"({type(error).__name__}); pass a longer timeout or check the server"
-                ) from None
             except httpx.TransportError as error:
-                if not last:
-                    self._sleep(attempt, None)
-                    continue
-                raise ServerError(
-                    f"no server answers at {self.root} ({type(error).__name__}: {error}); "
-                    "start it, or check the URL"
-                ) from None
+                self._retry_or_raise(error, path, attempt, last)
+                continue
             if response.status_code in RETRY_STATUS and not last:
                 self._sleep(attempt, response.headers.get("retry-after"))
                 continue
             return response
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _retry_or_raise(
+        self, error: httpx.TransportError, path: str, attempt: int, last: bool
+    ) -> None:
+        """Wait before the next attempt, or raise the one-line error when none is left (a read
+        timeout is never retried: the server may still be working on it)."""
+        if isinstance(error, httpx.TimeoutException):
+            if isinstance(error, httpx.ConnectTimeout | httpx.PoolTimeout) and not last:
+                self._sleep(attempt, None)
+                return
+            raise ServerError(
+                f"{self.root}{path} gave no answer within the timeout "
+                f"({type(error).__name__}); pass a longer timeout or check the server"
+            ) from None
+        if last:
+            raise ServerError(
+                f"no server answers at {self.root} ({type(error).__name__}: {error}); "
+                "start it, or check the URL"
+            ) from None
+        self._sleep(attempt, None)
+
+    def events(self, path: str, body: object) -> Iterator[Any]:
+        """The JSON events of a streamed answer (server-sent ``data:`` lines) as they arrive.
+
+        Failures before the first event are retried like :meth:`request`; closing the iterator
+        closes the connection, which is how a server is told to stop generating."""
+        attempts = self.retries + 1
+        started = False
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            try:
+                with self._client.stream("POST", path, json=body) as response:
+                    if response.status_code in RETRY_STATUS and not last:
+                        self._sleep(attempt, response.headers.get("retry-after"))
+                        continue
+                    if not response.is_success:
+                        response.read()
+                        raise status_error(self.root, path, response)
+                    for event in self._sse(path, response):
+                        started = True
+                        yield event
+                    return
+            except httpx.TransportError as error:
+                # once events came, a retry would repeat them: the failure is final
+                self._retry_or_raise(error, path, attempt, last or started)
+
+    def _sse(self, path: str, response: httpx.Response) -> Iterator[Any]:
+        for line in response.iter_lines():
+            line = line.strip()
+            if not line.startswith("data:"):
+                continue  # blank separators, comments, event names
+            data = line[len("data:") :].strip()
+            if data == "[DONE]":
+                return
+            try:
+                yield json.loads(data)
+            except ValueError:
+                raise ServerError(
+                    f"{self.root}{path} streamed something that is not JSON: {data[:120]!r}"
+                ) from None
 
     def _sleep(self, attempt: int, retry_after: str | None) -> None:
         delay = self.backoff * 2**attempt

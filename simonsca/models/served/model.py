@@ -16,6 +16,7 @@ from simonsca.models.base import (
     LikelihoodRequest,
     ModelInfo,
     max_tokens_for,
+    watch_cut,
 )
 from simonsca.models.served.client import HttpClient, ScoringUnsupported
 from simonsca.models.served.facts import ServerFacts
@@ -114,7 +115,7 @@ class ServedModel:
         """Settings that change outputs (part of the runner's cache key)."""
         settings: dict[str, object] = {
             "backend": f"http:{self.facts.kind}",
-            "protocol": "simonsca-http/1",
+            "protocol": "simonsca-http/2",  # 2: answers cut by early stop like in-process
             "model": self.facts.model,
             "version": self.facts.version,
             "n_ctx": self.facts.context_length,
@@ -167,9 +168,41 @@ class ServedModel:
             # the server's template adds a few tokens this count leaves out; an overflow the
             # check misses is the server's own one-line refusal
             self._check_fits(message, request.max_tokens)
-            return self._dialect.chat(message, request)
+            return self._cut(self._dialect.chat(message, request), request)
         self._check_fits(request.prompt, request.max_tokens)
-        return self._dialect.complete(request.prompt, request)
+        if request.watch is not None and self._dialect.streams:
+            return self._streamed(request)
+        return self._cut(self._dialect.complete(request.prompt, request), request)
+
+    def _cut(self, completion: Completion, request: GenerationRequest) -> Completion:
+        """The whole answer cut where the in-process watch would have stopped generating."""
+        cut = watch_cut(completion.text, request.watch) if request.watch is not None else None
+        return completion if cut is None else self._cut_completion(completion.text[: cut[0]])
+
+    def _cut_completion(self, kept: str) -> Completion:
+        # the tokens of the kept text, as the in-process backend counts those it generated
+        return Completion(text=kept, n_tokens=self.count_tokens(kept), finish_reason="cut")
+
+    def _streamed(self, request: GenerationRequest) -> Completion:
+        """Read the answer as it streams; once the watch fires, close the stream (the server
+        stops generating) and keep the text up to the line where it fired."""
+        assert request.watch is not None
+        pieces = self._dialect.stream(request.prompt, request)
+        text, finish = "", None
+        try:
+            for piece, end in pieces:
+                start, text = len(text), text + piece
+                if "\n" in piece and (cut := watch_cut(text, request.watch, start)) is not None:
+                    return self._cut_completion(text[: cut[0]])
+                finish = end or finish
+        finally:
+            pieces.close()
+        reason, n_tokens = finish or ("stop", None)
+        return Completion(
+            text=text,
+            n_tokens=self.count_tokens(text) if n_tokens is None else n_tokens,
+            finish_reason=reason,
+        )
 
     def complete(
         self, prompt: str, *, max_tokens: int, stop: Sequence[str] = ("\n\n",)
@@ -182,7 +215,9 @@ class ServedModel:
         self, requests: Sequence[GenerationRequest]
     ) -> Iterator[tuple[int, Completion]]:
         """Greedy completions, ``concurrency`` in flight; yields ``(index, completion)`` as each
-        finishes. ``request.watch`` is not used (a server answer arrives whole)."""
+        finishes. With ``request.watch`` an answer is cut exactly where the in-process backend
+        would stop it: streamed and closed there where the server kind streams, else cut after
+        it arrives whole (the server spends the rest of the budget)."""
         return self._run(requests, self._complete_one)
 
     # -- teacher forcing -----------------------------------------------------------------------

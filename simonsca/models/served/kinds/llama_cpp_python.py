@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Generator
 from typing import Any
 
-from simonsca.models.base import AnswerLikelihood, LikelihoodRequest
+from simonsca.models.base import AnswerLikelihood, GenerationRequest, LikelihoodRequest
 from simonsca.models.served.client import HttpClient, ScoringUnsupported, ServerError, error_message
 from simonsca.models.served.facts import ServerFacts, ServerKind
 from simonsca.models.served.forcing import (
@@ -16,7 +17,7 @@ from simonsca.models.served.forcing import (
     plan_forcing,
     summarise_forcing,
 )
-from simonsca.models.served.kinds.openai import LLAMA_CPP_GREEDY, Dialect
+from simonsca.models.served.kinds.openai import LLAMA_CPP_GREEDY, Dialect, StreamPiece
 from simonsca.models.served.names import openai_model_ids, pick_model, stem_aliases
 
 
@@ -69,11 +70,23 @@ class LlamaCppPythonDialect(Dialect):
         self._lock = threading.Lock()
         self._special: int | None = None
 
-    def _post(self, path: str, body: dict[str, object]) -> Any:
+    #: Checked by tests/test_http_server_real.py: the streamed answer equals the whole one, and
+    #: closing the stream stops the server's generation (it checks for a disconnect per token).
+    streams = True
+
+    def _reset(self) -> None:
         reset = {"model": self.facts.model, "prompt": self.RESET_PROMPT, "max_tokens": 1}
+        self.http.json("POST", self.completions_path, reset | self.sampling())
+
+    def _post(self, path: str, body: dict[str, object]) -> Any:
         with self._lock:
-            self.http.json("POST", self.completions_path, reset | self.sampling())
+            self._reset()
             return self.http.json("POST", path, body)
+
+    def stream(self, prompt: str, request: GenerationRequest) -> Generator[StreamPiece, None, None]:
+        with self._lock:
+            self._reset()
+            yield from super().stream(prompt, request)
 
     @property
     def exact_tokens(self) -> bool:

@@ -14,10 +14,17 @@ per request instead of re-decoding a few (or, with ``--ctx-checkpoints 0``, the 
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any
 
 from simonsca.errors import ConfigError, ContextTooSmall
-from simonsca.models.base import AnswerLikelihood, Completion, GenerationRequest, LikelihoodRequest
+from simonsca.models.base import (
+    AnswerLikelihood,
+    Completion,
+    FinishReason,
+    GenerationRequest,
+    LikelihoodRequest,
+)
 from simonsca.models.served.client import HttpClient, ServerError
 from simonsca.models.served.facts import ServerFacts, ServerKind
 from simonsca.models.served.forcing import (
@@ -26,7 +33,7 @@ from simonsca.models.served.forcing import (
     plan_forcing,
     summarise_forcing,
 )
-from simonsca.models.served.kinds.openai import LLAMA_CPP_GREEDY, Dialect
+from simonsca.models.served.kinds.openai import LLAMA_CPP_GREEDY, Dialect, StreamPiece
 from simonsca.models.served.names import openai_model_ids, pick_model, stem_aliases
 
 #: A bias that makes the forced token the greedy choice (teacher forcing).
@@ -149,27 +156,42 @@ class LlamaServerDialect(Dialect):
             **extra,
         }
 
-    def complete(self, prompt: str, request: GenerationRequest) -> Completion:
+    def _generation_body(self, prompt: str, request: GenerationRequest) -> dict[str, object]:
         tokens = self.tokenize(prompt, True)
-        body = self._body(
+        return self._body(
             tokens,
             request.max_tokens,
             stop=list(request.stop),
             cache_prompt=False,
             return_tokens=True,
         )
-        reply = self.http.json("POST", "/completion", body)
+
+    def _finish(self, reply: dict[str, Any]) -> tuple[FinishReason, int]:
+        """How a reply (or a stream's last event) ended, and the tokens generated."""
         if reply.get("truncated"):
             raise ContextTooSmall(
                 f"{self.facts.root}: the prompt plus max_tokens overran the server's context"
             )
-        stop_type = str(reply.get("stop_type", "eos"))
-        n_tokens = int(reply.get("tokens_predicted", len(reply.get("tokens") or [])))
-        return Completion(
-            text=str(reply.get("content", "")),
-            n_tokens=n_tokens,
-            finish_reason="length" if stop_type == "limit" else "stop",
-        )
+        reason: FinishReason = "length" if reply.get("stop_type") == "limit" else "stop"
+        return reason, int(reply.get("tokens_predicted", len(reply.get("tokens") or [])))
+
+    def complete(self, prompt: str, request: GenerationRequest) -> Completion:
+        reply = self.http.json("POST", "/completion", self._generation_body(prompt, request))
+        reason, n_tokens = self._finish(reply)
+        return Completion(str(reply.get("content", "")), n_tokens, reason)
+
+    #: Checked by tests/test_llama_server_real.py: the streamed answer equals the whole one.
+    streams = True
+
+    def stream(self, prompt: str, request: GenerationRequest) -> Generator[StreamPiece, None, None]:
+        body = self._generation_body(prompt, request) | {"stream": True}
+        for event in self.http.events("/completion", body):
+            if not isinstance(event, dict):
+                raise ServerError(f"{self.facts.root}/completion streamed {event!r}")
+            yield (
+                str(event.get("content") or ""),
+                self._finish(event) if event.get("stop") else None,
+            )
 
     @property
     def has_chat_template(self) -> bool:

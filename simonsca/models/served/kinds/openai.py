@@ -7,6 +7,7 @@ generation only, prompt lengths bounded by their UTF-8 bytes.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any
 
 from simonsca.models.base import (
@@ -46,6 +47,11 @@ LLAMA_CPP_GREEDY: dict[str, object] = {
 }
 
 
+#: What a streamed answer yields: a piece of text, and at the end how it finished (reason and,
+#: where the server says, the tokens generated).
+StreamPiece = tuple[str, tuple[FinishReason, int | None] | None]
+
+
 class Dialect:
     """Request and response shapes of one server kind. The base speaks plain OpenAI."""
 
@@ -53,6 +59,9 @@ class Dialect:
     completions_path = "/v1/completions"
     chat_path = "/v1/chat/completions"
     result_varies_with_concurrency = False
+    #: Raw-prompt answers are streamed, so early stop can close the connection where it fires
+    #: (set per kind once checked against the real server; the others are cut afterwards).
+    streams = False
 
     def __init__(self, http: HttpClient, facts: ServerFacts) -> None:
         self.http = http
@@ -94,17 +103,40 @@ class Dialect:
             "tokens; teacher-forced scoring needs llama-server, vLLM or llama-cpp-python's server"
         )
 
-    def complete(self, prompt: str, request: GenerationRequest) -> Completion:
-        body: dict[str, object] = {
+    def _completion_body(
+        self, prompt: str, request: GenerationRequest, *, stream: bool = False
+    ) -> dict[str, object]:
+        return {
             "model": self.facts.model,
             "prompt": prompt,
             "max_tokens": request.max_tokens,
             "stop": list(request.stop),
-            "stream": False,
+            "stream": stream,
             **self.sampling(),
             **self.extra_body(),
         }
-        return self._openai_completion(self._post(self.completions_path, body))
+
+    def complete(self, prompt: str, request: GenerationRequest) -> Completion:
+        return self._openai_completion(
+            self._post(self.completions_path, self._completion_body(prompt, request))
+        )
+
+    def stream(self, prompt: str, request: GenerationRequest) -> Generator[StreamPiece, None, None]:
+        """The answer as it is generated (OpenAI's streamed ``/v1/completions``)."""
+        body = self._completion_body(prompt, request, stream=True)
+        for event in self.http.events(self.completions_path, body):
+            try:
+                choice = event["choices"][0]
+                reason = choice.get("finish_reason")
+                yield (
+                    str(choice.get("text") or ""),
+                    (finish_reason(reason), None) if reason else None,
+                )
+            except (KeyError, IndexError, TypeError) as error:
+                raise ServerError(
+                    f"{self.facts.root} streamed a completion without {error}; is it "
+                    "OpenAI-compatible?"
+                ) from None
 
     def _post(self, path: str, body: dict[str, object]) -> Any:
         """One generation or scoring request (a hook: llama-cpp-python needs a reset first)."""
