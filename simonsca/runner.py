@@ -16,14 +16,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from simonsca import cache as answer_cache
 from simonsca.cache import AnswerCache
 from simonsca.models.base import (
     AnswerLikelihood,
     Baseline,
-    Completion,
     FinishReason,
     GenerationRequest,
     LikelihoodRequest,
@@ -54,14 +53,20 @@ class Prediction:
 
 
 @dataclass(frozen=True)
-class GenerationRun:
-    """All greedy answers of one model in one prompt mode, in item order."""
+class AnswerRun:
+    """What every run of one model over items says besides its answers: who, how, how fast."""
 
     info: ModelInfo
     prompt_mode: PromptMode
-    predictions: tuple[Prediction, ...]
     seconds: float
     items_per_second: float | None  # over answers computed now; None when all came from cache
+
+
+@dataclass(frozen=True)
+class GenerationRun(AnswerRun):
+    """All greedy answers of one model in one prompt mode, in item order."""
+
+    predictions: tuple[Prediction, ...]
 
     @property
     def texts(self) -> tuple[str, ...]:
@@ -69,14 +74,10 @@ class GenerationRun:
 
 
 @dataclass(frozen=True)
-class ForcedRun:
+class ForcedRun(AnswerRun):
     """Teacher-forced likelihoods of the expected answers for one model, in item order."""
 
-    info: ModelInfo
-    prompt_mode: PromptMode
     likelihoods: tuple[AnswerLikelihood, ...]
-    seconds: float
-    items_per_second: float | None
     n_cached: int
 
 
@@ -113,6 +114,97 @@ def _groups(n: int, size: int) -> Iterator[range]:
         yield range(start, min(n, start + size))
 
 
+Request = TypeVar("Request")
+Answer = TypeVar("Answer")
+
+
+@dataclass(frozen=True)
+class _Strategy(Generic[Request, Answer]):
+    """How one kind of answer is asked for and cached: greedy generation or teacher forcing.
+
+    ``request`` builds an item's request from its prompt; ``key`` the fields (beside the model's
+    identity, the prompt mode, the prompt and the group) that can change its answer; ``run`` asks
+    the model for a group's answers; ``get``/``put`` read and write the cache."""
+
+    request: Callable[[str, Item], Request]
+    key: Callable[[Request, Item], dict[str, Any]]
+    run: Callable[[Sequence[Request]], Iterator[tuple[int, Answer]]]
+    get: Callable[[AnswerCache, str], Answer | None]
+    put: Callable[[AnswerCache, str, Answer], None]
+    bar: str  # the progress bar's name after the model's
+
+
+@dataclass(frozen=True)
+class _Answers(Generic[Answer]):
+    prompts: tuple[str, ...]
+    answers: tuple[Answer, ...]
+    cached: tuple[bool, ...]  # the answer came from the cache (a group's re-answered ones did not)
+    hits: int  # answers found in the cache, re-answered or not
+    seconds: float
+    items_per_second: float | None  # over answers computed now; None when all came from cache
+
+
+def _answer_all(
+    model: Model,
+    items: Sequence[Item],
+    mode: PromptMode,
+    strategy: _Strategy[Request, Answer],
+    identity: dict[str, Any],
+    *,
+    cache: AnswerCache | None,
+    progress: bool,
+    label: str | None,
+) -> _Answers[Answer]:
+    """The one answering loop: requests, a cache key per item (per group), cache reads, the
+    groups still to answer (each answer cached as it arrives), progress and timing."""
+    prompts = [prompt_for(model, item, mode) for item in items]
+    requests = [strategy.request(prompt, item) for prompt, item in zip(prompts, items)]
+    size = max(1, int(model.batch_size))
+    keys: list[str] = []
+    for group in _groups(len(items), size):
+        together = [prompts[i] for i in group] if size > 1 else None
+        for i in group:
+            fields = {**identity, **strategy.key(requests[i], items[i])}
+            fields.update(prompt_mode=mode.value, prompt=prompts[i], group=together)
+            keys.append(answer_cache.key(fields))
+    results: list[Answer | None] = [None] * len(items)
+    cached = [False] * len(items)
+    if cache is not None:
+        for i, k in enumerate(keys):
+            hit = strategy.get(cache, k)
+            if hit is not None:
+                results[i], cached[i] = hit, True
+    hits = sum(cached)
+    started = time.perf_counter()
+    fresh, fresh_seconds = 0, 0.0
+    todo = [g for g in _groups(len(items), size) if not all(cached[i] for i in g)]
+    bar = _progress(len(items), (label or model.name) + strategy.bar, progress, "item")
+    bar.update(len(items) - sum(len(g) for g in todo))
+    try:
+        for group in todo:
+            t0 = time.perf_counter()
+            for offset, answer in strategy.run([requests[i] for i in group]):
+                i = group[offset]
+                results[i], cached[i] = answer, False
+                if cache is not None:
+                    strategy.put(cache, keys[i], answer)
+                bar.update(1)
+            fresh += len(group)
+            fresh_seconds += time.perf_counter() - t0
+    finally:
+        bar.close()
+    answers = tuple(r for r in results if r is not None)
+    assert len(answers) == len(items)
+    return _Answers(
+        prompts=tuple(prompts),
+        answers=answers,
+        cached=tuple(cached),
+        hits=hits,
+        seconds=time.perf_counter() - started,
+        items_per_second=(fresh / fresh_seconds) if fresh and fresh_seconds > 0 else None,
+    )
+
+
 def generate(
     model: Model,
     items: Sequence[Item],
@@ -132,75 +224,41 @@ def generate(
     watch_for: Callable[[Item], Any] | None = None
     if early_stop:
         from simonsca.early_stop import watch_for
-    prompts = [prompt_for(model, item, mode) for item in items]
-    requests = [
-        GenerationRequest(
+
+    def request(prompt: str, item: Item) -> GenerationRequest:
+        return GenerationRequest(
             prompt=prompt,
             max_tokens=max_tokens or max_tokens_for(model.count_tokens(item.output)),
             stop=tuple(stop),
             watch=watch_for(item) if watch_for is not None else None,
         )
-        for prompt, item in zip(prompts, items)
-    ]
-    base = _identity(model)
-    base["early_stop"] = EARLY_STOP_RULE if early_stop else None
-    size = max(1, int(model.batch_size))
-    keys: list[str] = []
-    for group in _groups(len(items), size):
-        together = [prompts[i] for i in group] if size > 1 else None
-        for i in group:
-            keys.append(
-                answer_cache.key(
-                    {
-                        **base,
-                        "prompt_mode": mode.value,
-                        "prompt": prompts[i],
-                        "max_tokens": requests[i].max_tokens,
-                        "stop": list(stop),
-                        "group": together,
-                    }
-                )
-            )
-    results: list[Completion | None] = [None] * len(items)
-    cached = [False] * len(items)
-    if cache is not None:
-        for i, k in enumerate(keys):
-            hit = cache.get_completion(k)
-            if hit is not None:
-                results[i], cached[i] = hit, True
-    started = time.perf_counter()
-    fresh, fresh_seconds = 0, 0.0
-    todo = [g for g in _groups(len(items), size) if not all(cached[i] for i in g)]
-    bar = _progress(len(items), label or model.name, progress, "item")
-    bar.update(len(items) - sum(len(g) for g in todo))
-    try:
-        for group in todo:
-            t0 = time.perf_counter()
-            for offset, completion in model.complete_many([requests[i] for i in group]):
-                i = group[offset]
-                results[i], cached[i] = completion, False
-                if cache is not None:
-                    cache.put_completion(keys[i], completion)
-                bar.update(1)
-            fresh += len(group)
-            fresh_seconds += time.perf_counter() - t0
-    finally:
-        bar.close()
-    predictions = []
-    for i, item in enumerate(items):
-        done = results[i]
-        assert done is not None
-        predictions.append(
-            Prediction(
-                item.seed, mode, prompts[i], done.text, done.n_tokens, done.finish_reason, cached[i]
-            )
-        )
+
+    def key(request: GenerationRequest, item: Item) -> dict[str, Any]:
+        return {"max_tokens": request.max_tokens, "stop": list(stop)}
+
+    identity = _identity(model)
+    identity["early_stop"] = EARLY_STOP_RULE if early_stop else None
+    greedy = _Strategy(
+        request,
+        key,
+        model.complete_many,
+        AnswerCache.get_completion,
+        AnswerCache.put_completion,
+        "",
+    )
+    done = _answer_all(
+        model, items, mode, greedy, identity, cache=cache, progress=progress, label=label
+    )
+    predictions = tuple(
+        Prediction(item.seed, mode, prompt, answer.text, answer.n_tokens, answer.finish_reason, hit)
+        for item, prompt, answer, hit in zip(items, done.prompts, done.answers, done.cached)
+    )
     return GenerationRun(
         info=model.info,
         prompt_mode=mode,
-        predictions=tuple(predictions),
-        seconds=time.perf_counter() - started,
-        items_per_second=(fresh / fresh_seconds) if fresh and fresh_seconds > 0 else None,
+        predictions=predictions,
+        seconds=done.seconds,
+        items_per_second=done.items_per_second,
     )
 
 
@@ -221,7 +279,13 @@ def answer_baseline(
         )
         for item in items
     )
-    return GenerationRun(baseline.info, mode, predictions, 0.0, None)
+    return GenerationRun(
+        info=baseline.info,
+        prompt_mode=mode,
+        predictions=predictions,
+        seconds=0.0,
+        items_per_second=None,
+    )
 
 
 def teacher_force(
@@ -235,60 +299,29 @@ def teacher_force(
 ) -> ForcedRun:
     """Teacher-forced likelihood of every item's expected answer (then the stop)."""
     mode = PromptMode(prompt_mode)
-    prompts = [prompt_for(model, item, mode) for item in items]
-    requests = [
-        LikelihoodRequest(prompt=p, answer=item.output, stop=STOP[0])
-        for p, item in zip(prompts, items)
-    ]
-    base = _identity(model)
-    size = max(1, int(model.batch_size))
-    keys: list[str] = []
-    for group in _groups(len(items), size):
-        together = [prompts[i] for i in group] if size > 1 else None
-        for i in group:
-            keys.append(
-                answer_cache.key(
-                    {
-                        **base,
-                        "teacher_forced": LIKELIHOOD_FORMAT,
-                        "prompt_mode": mode.value,
-                        "prompt": prompts[i],
-                        "answer": items[i].output,
-                        "stop": STOP[0],
-                        "group": together,
-                    }
-                )
-            )
-    results: list[AnswerLikelihood | None] = [None] * len(items)
-    if cache is not None:
-        for i, k in enumerate(keys):
-            results[i] = cache.get_likelihood(k)
-    n_cached = sum(r is not None for r in results)
-    started = time.perf_counter()
-    fresh, fresh_seconds = 0, 0.0
-    todo = [g for g in _groups(len(items), size) if any(results[i] is None for i in g)]
-    bar = _progress(len(items), (label or model.name) + " (teacher-forced)", progress, "item")
-    bar.update(len(items) - sum(len(g) for g in todo))
-    try:
-        for group in todo:
-            t0 = time.perf_counter()
-            for offset, value in model.likelihood_many([requests[i] for i in group]):
-                i = group[offset]
-                results[i] = value
-                if cache is not None:
-                    cache.put_likelihood(keys[i], value)
-                bar.update(1)
-            fresh += len(group)
-            fresh_seconds += time.perf_counter() - t0
-    finally:
-        bar.close()
-    done = tuple(r for r in results if r is not None)
-    assert len(done) == len(items)
+
+    def request(prompt: str, item: Item) -> LikelihoodRequest:
+        return LikelihoodRequest(prompt=prompt, answer=item.output, stop=STOP[0])
+
+    def key(request: LikelihoodRequest, item: Item) -> dict[str, Any]:
+        return {"teacher_forced": LIKELIHOOD_FORMAT, "answer": item.output, "stop": STOP[0]}
+
+    forcing = _Strategy(
+        request,
+        key,
+        model.likelihood_many,
+        AnswerCache.get_likelihood,
+        AnswerCache.put_likelihood,
+        " (teacher-forced)",
+    )
+    done = _answer_all(
+        model, items, mode, forcing, _identity(model), cache=cache, progress=progress, label=label
+    )
     return ForcedRun(
         info=model.info,
         prompt_mode=mode,
-        likelihoods=done,
-        seconds=time.perf_counter() - started,
-        items_per_second=(fresh / fresh_seconds) if fresh and fresh_seconds > 0 else None,
-        n_cached=n_cached,
+        likelihoods=done.answers,
+        seconds=done.seconds,
+        items_per_second=done.items_per_second,
+        n_cached=done.hits,
     )

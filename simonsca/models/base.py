@@ -69,6 +69,22 @@ def watch_cut(text: str, watch: Watch, start: int = 0) -> tuple[int, str] | None
     return None
 
 
+class CompletesOne:
+    """:meth:`complete` (one prompt) for every backend, written once over its ``complete_many``."""
+
+    def complete_many(
+        self, requests: Sequence[GenerationRequest]
+    ) -> Iterator[tuple[int, Completion]]:
+        raise NotImplementedError
+
+    def complete(
+        self, prompt: str, *, max_tokens: int, stop: Sequence[str] = ("\n\n",)
+    ) -> Completion:
+        """Greedy completion of ``prompt`` (raw text; ``chat_prompt`` puts a message in chat form)."""
+        request = GenerationRequest(prompt=prompt, max_tokens=max_tokens, stop=tuple(stop))
+        return next(iter(self.complete_many([request])))[1]
+
+
 @dataclass(frozen=True)
 class LikelihoodRequest:
     """Teacher forcing: how likely is ``answer`` (then ``stop``) after ``prompt``?"""

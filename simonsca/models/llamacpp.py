@@ -38,6 +38,7 @@ from simonsca.errors import AdapterMismatch, ConfigError, ContextTooSmall, Model
 from simonsca.gguf_file import GGUFFile, adapter_fit_problem, file_sha256, open_gguf
 from simonsca.models.base import (
     AnswerLikelihood,
+    CompletesOne,
     Completion,
     GenerationRequest,
     LikelihoodRequest,
@@ -58,6 +59,17 @@ FALLBACK_CHAT_TEMPLATES: dict[str, str] = {
     ),
     "chatml": "<|im_start|>user\n{message}<|im_end|>\n<|im_start|>assistant\n",
 }
+
+
+def check_chat_template(name: str | None) -> None:
+    """:class:`ConfigError` unless ``name`` is None or one of :data:`FALLBACK_CHAT_TEMPLATES`
+    (every backend checks the name the same way)."""
+    if name is not None and name not in FALLBACK_CHAT_TEMPLATES:
+        raise ConfigError(
+            f"unknown chat template {name!r}; pass --chat-template "
+            + "|".join(FALLBACK_CHAT_TEMPLATES)
+        )
+
 
 #: Tokens per llama.cpp micro-batch. Each output row is a vocabulary-sized logits row, and
 #: llama.cpp reserves room for a whole micro-batch of them (Gemma 3's 262k vocabulary: 256 rows
@@ -336,7 +348,7 @@ class _Sequence:
     n_generated: int = 0
 
 
-class LlamaCppModel:
+class LlamaCppModel(CompletesOne):
     """A GGUF model (optionally with a LoRA adapter GGUF) run by llama.cpp in this process.
 
     ``n_ctx`` is the context of *each* sequence; ``n_seq`` how many sequences decode together
@@ -362,11 +374,7 @@ class LlamaCppModel:
         chat_template: str | None = None,
         vocab_only: bool = False,
     ) -> None:
-        if chat_template is not None and chat_template not in FALLBACK_CHAT_TEMPLATES:
-            raise ConfigError(
-                f"unknown chat template {chat_template!r}; pass --chat-template "
-                + "|".join(FALLBACK_CHAT_TEMPLATES)
-            )
+        check_chat_template(chat_template)
         if n_seq < 1:
             raise ConfigError(f"n_seq must be >= 1, got {n_seq}")
         self._closed = True
@@ -693,13 +701,6 @@ class LlamaCppModel:
             rows.extend(self._decode(pending[start:end]))
             start = end
         return rows
-
-    def complete(
-        self, prompt: str, *, max_tokens: int, stop: Sequence[str] = ("\n\n",)
-    ) -> Completion:
-        """Greedy completion of ``prompt`` (raw text; use :meth:`chat_prompt` for chat mode)."""
-        request = GenerationRequest(prompt=prompt, max_tokens=max_tokens, stop=tuple(stop))
-        return next(iter(self.complete_many([request])))[1]
 
     def complete_many(
         self, requests: Sequence[GenerationRequest]

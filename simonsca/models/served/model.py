@@ -11,6 +11,7 @@ from typing import Self, TypeVar
 from simonsca.errors import ConfigError, ContextTooSmall
 from simonsca.models.base import (
     AnswerLikelihood,
+    CompletesOne,
     Completion,
     GenerationRequest,
     LikelihoodRequest,
@@ -32,7 +33,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-class ServedModel:
+class ServedModel(CompletesOne):
     """A model served over HTTP, behind the :class:`~simonsca.models.base.Model` protocol.
 
     Requests run in ``concurrency`` threads (at most that many in flight); results are yielded
@@ -55,15 +56,11 @@ class ServedModel:
         concurrency: int,
         chat_template: str | None = None,
     ) -> None:
-        from simonsca.models.llamacpp import FALLBACK_CHAT_TEMPLATES
+        from simonsca.models.llamacpp import check_chat_template
 
         if concurrency < 1:
             raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
-        if chat_template is not None and chat_template not in FALLBACK_CHAT_TEMPLATES:
-            raise ConfigError(
-                f"unknown chat template {chat_template!r}; pass --chat-template "
-                + "|".join(FALLBACK_CHAT_TEMPLATES)
-            )
+        check_chat_template(chat_template)
         self.http = http
         self.facts = facts
         self.url = url
@@ -203,13 +200,6 @@ class ServedModel:
             n_tokens=self.count_tokens(text) if n_tokens is None else n_tokens,
             finish_reason=reason,
         )
-
-    def complete(
-        self, prompt: str, *, max_tokens: int, stop: Sequence[str] = ("\n\n",)
-    ) -> Completion:
-        """Greedy completion of one prompt."""
-        request = GenerationRequest(prompt=prompt, max_tokens=max_tokens, stop=tuple(stop))
-        return next(iter(self.complete_many([request])))[1]
 
     def complete_many(
         self, requests: Sequence[GenerationRequest]
