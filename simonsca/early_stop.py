@@ -56,9 +56,11 @@ control ends its answers itself and is never stopped. Nine of the eleven grids w
 rows" at the budget (the budget cut the last row) and parse at the stop, which raises the base
 model's mean cell accuracy on these items from 0.131 to 0.278.
 
-The watch keeps per-item state (a line scanner) and reads each line once when called with
-growing prefixes of one text; called with any other text it starts over, so its answer depends
-on the text alone: the reason of the first line end at which a rule fires, or None.
+The watch reads the answer through one :class:`simonsca.codec.AnswerScan`, the scanner that
+``parse_answer`` and ``parse_is_final`` read through too, so the rules and the parser cannot
+disagree on what was written. It reads each line once when called with growing prefixes of one
+text; called with any other text it starts over, so its answer depends on the text alone: the
+reason of the first line end at which a rule fires, or None.
 """
 
 from __future__ import annotations
@@ -68,10 +70,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from simonsca import codec
-from simonsca.codec import _GridScan
+from simonsca.codec import AnswerScan, answer_limit
 from simonsca.models.base import Watch, watch_cut
-from simonsca.tasks import Item, Task
+from simonsca.tasks import Item
 
 __all__ = [
     "CANNOT_BE_RIGHT",
@@ -98,88 +99,18 @@ def watch_for(item: Item, *, eager: bool = False) -> Watch:
     return _Watch(item, eager)
 
 
-class _JsonRows:
-    """Rows and cells of the JSON list the counts parser will decode, as the text streams in.
-
-    Exact for valid JSON; on invalid JSON its numbers may be wrong, which is harmless: such text
-    never parses, so it cannot be right anyway.
-    """
-
-    def __init__(self) -> None:
-        self.started = False
-        self.closed = False
-        self.depth = 0
-        self.rows = 0  # elements of the outer list begun so far
-        self.cells = 0  # elements of the row being written
-        self.longest = 0  # the most elements in any row so far
-        self.short_row = False  # a closed row had fewer elements than the expected width
-        self._in_string = False
-        self._escape = False
-        self._pending = [False, False, False]  # an element may start at depth 1 / 2
-
-    def feed(self, chunk: str, width: int) -> None:
-        for ch in chunk:
-            if self.closed:
-                return
-            if not self.started:
-                if ch == "[":
-                    self.started, self.depth, self._pending[1] = True, 1, True
-                continue
-            if self._in_string:
-                if self._escape:
-                    self._escape = False
-                elif ch == "\\":
-                    self._escape = True
-                elif ch == '"':
-                    self._in_string = False
-                continue
-            if ch.isspace():
-                continue
-            depth = self.depth
-            if depth in (1, 2) and self._pending[depth] and ch not in "]}":
-                self._pending[depth] = False
-                if depth == 1:
-                    self.rows += 1
-                else:
-                    self.cells += 1
-                    self.longest = max(self.longest, self.cells)
-            if ch == '"':
-                self._in_string = True
-            elif ch in "[{":
-                self.depth += 1
-                if self.depth == 2:
-                    self.cells, self._pending[2] = 0, True
-            elif ch in "]}":
-                if self.depth == 2 and self.cells != width:
-                    self.short_row = self.short_row or self.cells < width
-                self.depth -= 1
-                if self.depth == 0:
-                    self.closed = True
-            elif ch == "," and depth in (1, 2):
-                self._pending[depth] = True
-
-
 class _Watch:
     def __init__(self, item: Item, eager: bool) -> None:
         self._item = item
         self._eager = eager
-        self._limit = codec.answer_limit(item)
+        self._limit = answer_limit(item)
         self._rows, self._cols = (int(n) for n in item.expected.shape)
         self._reset()
 
     def _reset(self) -> None:
         self._seen = ""  # the text read so far: whole lines, up to and including a line break
         self._fired: str | None = None
-        counts = self._item.task == Task.COUNT
-        lines_usable = self._item.symbols.row_sep == "\n"
-        self._grid = (
-            _GridScan(self._item.symbols, (self._rows, self._cols))
-            if not counts and lines_usable
-            else None
-        )
-        self._json = _JsonRows() if counts else None
-        self._echoed = False
-        self._cell_rows = 0  # count items: lines of cells written before any JSON
+        self._scan = AnswerScan(self._item)
 
     def __call__(self, text: str) -> str | None:
         if not text.startswith(self._seen):
@@ -202,56 +133,56 @@ class _Watch:
         """Read one raw line (ending in a line break) of ``text``; a reason when a rule fires."""
         if line_end > self._limit:
             return f"{FINAL}: past the parse limit ({self._limit} characters)"
-        # The parsers turn \r\n and lone \r into line breaks too.
-        lines = raw.replace("\r\n", "\n").replace("\r", "\n").split("\n")[:-1]
-        for line in lines:
-            reason = self._read_grid(line, text, line_end) if self._grid else None
-            if self._json is not None and reason is None:
-                reason = self._read_counts(line, text, line_end)
+        # The parsers turn \r\n and lone \r into line breaks too: one raw line may be several.
+        lines = raw.replace("\r\n", "\n").count("\n") + raw.count("\r") - raw.count("\r\n")
+        for number, line in enumerate(self._scan.lines(raw), start=1):
+            # "final" looks at the whole raw line, whichever of its lines a rule fires at.
+            whole = self._scan if number == lines else None
+            reason = self._rules(line, text, line_end, whole)
             if reason is not None:
                 return reason
         return None
 
-    def _read_grid(self, line: str, text: str, line_end: int) -> str | None:
-        scan = self._grid
-        assert scan is not None
-        scan.feed(line)
-        if scan.fixed:  # the expected reading can no longer change
-            final = codec.parse_is_final(text[:line_end], self._item)
-            if final is not None:
-                return f"{FINAL}: {final}"
-            if scan.rows == 0:  # it ended before any row: "no grid found" whatever follows
-                return f"{CANNOT_BE_RIGHT}: no grid found"
-        if scan.failure is not None:  # only the reason may still change ("wrong cell separator")
-            return f"{CANNOT_BE_RIGHT}: {scan.failure}"
-        if scan.rows > self._rows:
-            return f"{CANNOT_BE_RIGHT}: {scan.rows} rows, expected {self._rows}"
-        if self._eager and scan.width is not None and scan.width != self._cols:
-            return f"{CANNOT_BE_RIGHT}: rows of {scan.width} cells, expected {self._cols}"
-        return None
+    def _final(self, text: str, line_end: int, whole: AnswerScan | None) -> str | None:
+        scan = whole if whole is not None else AnswerScan(self._item, text[:line_end])
+        final = scan.final()
+        return None if final is None else f"{FINAL}: {final}"
 
-    def _read_counts(self, line: str, text: str, line_end: int) -> str | None:
-        scan = self._json
-        assert scan is not None
-        echo = line.strip().startswith(codec._ECHO_MARKERS)
-        self._echoed = self._echoed or echo
-        if not self._echoed:
-            scan.feed(line + "\n", self._cols)
-        if echo or (scan.closed and line.strip()) or "]" in line:
-            final = codec.parse_is_final(text[:line_end], self._item)
-            if final is not None:
-                return f"{FINAL}: {final}"
-        if not scan.started and not self._echoed and codec._looks_like_cells(line):
-            self._cell_rows += 1
-            if self._cell_rows >= 2:  # the parser reads a grid, whatever JSON follows
-                final = codec.parse_is_final(text[:line_end], self._item)
+    def _rules(self, line: str, text: str, line_end: int, whole: AnswerScan | None) -> str | None:
+        """The rules, after the scan has read ``line`` (one line of the raw line ending at
+        ``line_end``)."""
+        grid, counts = self._scan.grid, self._scan.counts
+        if grid is not None:
+            if grid.fixed:  # the expected reading can no longer change
+                final = self._final(text, line_end, whole)
                 if final is not None:
-                    return f"{FINAL}: {final}"
-        if self._eager and not scan.closed and not self._echoed:
-            if scan.rows > self._rows:
-                return f"{CANNOT_BE_RIGHT}: {scan.rows} JSON rows, expected {self._rows}"
-            if scan.longest > self._cols or scan.short_row:
-                return f"{CANNOT_BE_RIGHT}: a JSON row of another width than {self._cols}"
+                    return final
+                if grid.rows == 0:  # it ended before any row: "no grid found" whatever follows
+                    return f"{CANNOT_BE_RIGHT}: no grid found"
+            if grid.failure is not None:  # only the reason may change ("wrong cell separator")
+                return f"{CANNOT_BE_RIGHT}: {grid.failure}"
+            if grid.rows > self._rows:
+                return f"{CANNOT_BE_RIGHT}: {grid.rows} rows, expected {self._rows}"
+            if self._eager and grid.width is not None and grid.width != self._cols:
+                return f"{CANNOT_BE_RIGHT}: rows of {grid.width} cells, expected {self._cols}"
+        if counts is not None:
+            json_rows = counts.json
+            # The lines where a "final" stop can begin: an echoed prompt line, text after the
+            # closed JSON, a line closing a list, the second line of cells before any JSON.
+            if (
+                counts.echo_line
+                or (json_rows.closed and line.strip())
+                or "]" in line
+                or (counts.cells_line and counts.cell_lines >= 2)
+            ):
+                final = self._final(text, line_end, whole)
+                if final is not None:
+                    return final
+            if self._eager and not json_rows.closed and not counts.echoed:
+                if json_rows.rows > self._rows:
+                    return f"{CANNOT_BE_RIGHT}: {json_rows.rows} JSON rows, expected {self._rows}"
+                if json_rows.longest > self._cols or json_rows.short_row:
+                    return f"{CANNOT_BE_RIGHT}: a JSON row of another width than {self._cols}"
         return None
 
 

@@ -7,7 +7,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from hypothesis import example, given
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from simonsca import codec
@@ -23,7 +23,7 @@ from simonsca.codec import (
     render_grid,
 )
 from simonsca.tasks import Item, Symbols, Task
-from tests.strategies import count_grids, grids, noisy_answers, symbols
+from tests.strategies import answer_texts, count_grids, grids, items, noisy_answers, symbols
 
 ONES = Symbols(live="1", dead="0")  # the golden prompt's symbols: live='1' dead='0'
 STARS = Symbols(live="*", dead=".")
@@ -615,3 +615,28 @@ def test_a_fence_inside_text_after_the_grid_is_not_noted() -> None:
         "ignored text after the grid",
     )
     assert parse_grid("0,1\n1,0\n```", ONES).notes == ("stripped code fence",)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), item=items())
+def test_the_scanner_fed_in_pieces_reads_as_the_parser_reads_the_whole(
+    item: Item, data: st.DataObject
+) -> None:
+    """One scanner behind every reader: fed any text in any pieces, at every point it parses
+    as parse_answer and promises as parse_is_final do on the text so far."""
+    text = data.draw(
+        answer_texts(item) | st.text(st.sampled_from(list("01,[] \r\nx#`")), max_size=40)
+    )
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=6)))
+    scan = codec.AnswerScan(item)
+    start = 0
+    for end in [*cuts, len(text)]:
+        scan.feed(text[start:end])
+        start = max(start, end)
+        so_far = text[:start]
+        assert scan.text == so_far
+        parsed, whole = scan.parsed(), parse_answer(so_far, item)
+        assert parsed == whole
+        assert (parsed.value is None) == (whole.value is None)
+        assert parsed.value is None or np.array_equal(parsed.value, whole.value)
+        assert scan.final() == codec.parse_is_final(so_far, item)

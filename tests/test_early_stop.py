@@ -116,6 +116,35 @@ def test_parse_is_final_is_a_promise(data: st.DataObject, item: Item, small: boo
                 assert same_parse(parse_answer(text[:end], item), whole), text[:end]
 
 
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), item=items(), small=st.booleans())
+def test_no_continuation_changes_a_final_cut_or_beats_a_cannot_be_right_one(
+    data: st.DataObject, item: Item, small: bool
+) -> None:
+    """Early stop's promise, for any answer text, any cut a rule makes and any text the model
+    could have written after the cut: a *final* cut scores exactly what every continuation
+    scores; a *cannot-be-right* cut (the default rules) is not exact, no continuation is, and
+    none scores higher on any number (equal when the cut's parse fails)."""
+    text = data.draw(answer_texts(item))
+    more = data.draw(answer_texts(item))
+    with tiny_limit() if small else nullcontext():
+        stop = first_stop(text, item)
+        if stop is None:
+            return
+        cut = text[: stop.kept]
+        at_cut = score_item(item, cut)
+        going_on = score_item(item, cut + more)
+        if stop.reason.startswith(f"{FINAL}: "):
+            assert same_parse(parse_answer(cut + more, item), parse_answer(cut, item))
+            assert going_on == at_cut, (stop, more)
+        else:
+            assert stop.reason.startswith(f"{CANNOT_BE_RIGHT}: "), stop
+            assert not at_cut.exact and not going_on.exact
+            assert all(a >= b for a, b in zip(numbers(at_cut), numbers(going_on))), (stop, more)
+            if not at_cut.parse_ok:
+                assert numbers(going_on) == numbers(at_cut)
+
+
 @given(data=st.data(), item=items())
 def test_watch_starts_over_on_another_text(data: st.DataObject, item: Item) -> None:
     first, second = data.draw(answer_texts(item)), data.draw(answer_texts(item))
