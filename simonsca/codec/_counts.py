@@ -99,12 +99,22 @@ class CountsReading:
     """The count grammar's view of an answer, fed one complete line at a time."""
 
     def __init__(self, width: int) -> None:
-        self.json = JsonRows(width)
         self.echoed = False  # an echoed prompt line ended the region
+        self.echo_line = False  # the last line read was an echoed prompt line
         self.cell_lines = 0  # lines of cells written before the JSON began
         self.cells_line = False  # the last line read was one of them
-        self.echo_line = False  # the last line read was an echoed prompt line
+        self._started = False  # a ``[`` has begun the JSON
         self._region: list[str] = []  # the lines before an echo
+        self._json = JsonRows(width)
+        self._json_lines = 0  # lines of the region the JSON rows have read
+
+    @property
+    def json(self) -> JsonRows:
+        """The JSON list's rows so far (read on demand: only early stop asks)."""
+        for line in self._region[self._json_lines :]:
+            self._json.feed(line + "\n")
+        self._json_lines = len(self._region)
+        return self._json
 
     def feed(self, line: str) -> None:
         """Read one complete line (newlines already normalised, without its line break)."""
@@ -114,8 +124,8 @@ class CountsReading:
         if self.echoed:
             return
         self._region.append(line)
-        self.json.feed(line + "\n")
-        if not self.json.started and looks_like_cells(line):
+        self._started = self._started or "[" in line
+        if not self._started and looks_like_cells(line):
             self.cell_lines += 1
             self.cells_line = True
 

@@ -14,6 +14,7 @@ whose rows are split by another separator than a line break is read whole, from 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import replace
@@ -216,14 +217,15 @@ def _cut_point(text: str, limit: int) -> int:
     return after_newline if after_newline >= limit // 2 else limit
 
 
-def _readings(symbols: Symbols) -> list[Symbols]:
+@functools.lru_cache(maxsize=64)
+def _readings(symbols: Symbols) -> tuple[Symbols, ...]:
     """The item's symbols, then the same with each other usable cell separator."""
-    return [symbols] + [
+    return (symbols,) + tuple(
         replace(symbols, cell_sep=other)
         for other in _OTHER_CELL_SEPS
         if not same_separator(other, symbols.cell_sep)
         and symbols_usable(replace(symbols, cell_sep=other))
-    ]
+    )
 
 
 def _grid_answer(
