@@ -9,6 +9,7 @@ evals/`` would fail. A user mistake is one line on stderr and exit status 2, nev
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -47,6 +48,13 @@ def _typed(parse: Callable[[Any], Any]) -> Callable[[str], Any]:
 
     convert.__name__ = getattr(parse, "__name__", "value")
     return convert
+
+
+def _finite(value: str) -> float:
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite number, got {value!r}")
+    return number
 
 
 def _output_file(value: str) -> Path:
@@ -175,11 +183,16 @@ def _diff(args: argparse.Namespace) -> int:
         from simonsca.forensics.logit import logit_effect
 
         items = dataset.eval_items(args.logit_items)
+        lora = None
+        if args.lora is not None:
+            from simonsca.adapters import resolve_adapter
+
+            lora = resolve_adapter(args.lora, args.base).gguf
         effect = logit_effect(
             args.base,
             args.merged or args.base,
             [(i.prompt, i.output) for i in items],
-            lora_b=args.lora,
+            lora_b=lora,
         )
         reports["logits"] = effect
         findings += effect.findings
@@ -216,6 +229,27 @@ def _doctor(args: argparse.Namespace) -> int:
     else:
         print(report.summary())
         print(forensics.format_findings_table(findings) if findings else "no findings")
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from simonsca.adapters import convert_adapter
+
+    done = convert_adapter(
+        args.adapter, args.base, args.out, scale=args.scale, overwrite=args.force
+    )
+    print(f"wrote {done.gguf} (from the {done.format.value} adapter {done.source})")
+    return 0
+
+
+def _checkpoints(args: argparse.Namespace) -> int:
+    from simonsca.adapters import list_checkpoints
+
+    steps = list_checkpoints(args.folder)
+    if not steps:
+        raise ConfigError(f"{args.folder} holds no adapter checkpoints")
+    for c in steps:
+        print(f"{c.step}\t{c.format}\t{c.path}")
     return 0
 
 
@@ -291,8 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--lora",
         dest=settings.dest("lora"),
-        metavar="GGUF",
-        help="LoRA adapter GGUF applied at load",
+        metavar="ADAPTER",
+        help="LoRA adapter applied at load (GGUF LoRA, PEFT or MLX folder, lora.bin)",
     )
     settings.add_options(ev.add_argument, run_groups, plugin=False)
     ev.set_defaults(handler=_eval)
@@ -325,7 +359,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     diff.add_argument("base", metavar="BASE.gguf")
     diff.add_argument("merged", metavar="MERGED.gguf", nargs="?")
-    diff.add_argument("--lora", metavar="ADAPTER.gguf", help="inspect this adapter against BASE")
+    diff.add_argument(
+        "--lora",
+        metavar="ADAPTER",
+        help="inspect this adapter against BASE (GGUF LoRA, PEFT or MLX folder, lora.bin, "
+        "finetune checkpoint-N.gguf)",
+    )
     diff.add_argument(
         "--merge-type",
         metavar="TYPE",
@@ -385,11 +424,47 @@ def build_parser() -> argparse.ArgumentParser:
         "that would erase the update); everything else is copied byte for byte.",
     )
     mrg.add_argument("base", metavar="BASE.gguf")
-    mrg.add_argument("adapter", metavar="ADAPTER.gguf")
+    mrg.add_argument(
+        "adapter", metavar="ADAPTER", help="GGUF LoRA, PEFT or MLX folder, lora.bin, checkpoint"
+    )
     mrg.add_argument("out", metavar="OUT.gguf", type=_output_file)
     mrg.add_argument("--requantize", metavar="TYPE", help="Q8_0, Q4_0, Q5_0, ... (default F16)")
     mrg.add_argument("--force", action="store_true", help="replace OUT if it exists")
     mrg.set_defaults(handler=_merge)
+
+    cnv = sub.add_parser(
+        "convert",
+        help="any LoRA adapter (PEFT, MLX, llama.cpp finetune) -> a GGUF LoRA for llama.cpp",
+        description="Convert a Hugging Face PEFT folder (adapter_model.safetensors), an MLX "
+        "adapter folder or numbered file (mlx_lm.lora), or llama.cpp finetune's lora.bin / "
+        "checkpoint-N.gguf into the GGUF LoRA llama.cpp applies, using BASE.gguf's "
+        "architecture (tensor names, q/k layout) and checking every shape against it. No torch "
+        "needed.",
+    )
+    cnv.add_argument("adapter", metavar="ADAPTER", help="adapter file or folder")
+    cnv.add_argument("out", metavar="OUT.gguf", type=_output_file)
+    cnv.add_argument(
+        "--base", required=True, metavar="BASE.gguf", help="the base model the adapter applies to"
+    )
+    cnv.add_argument(
+        "--scale",
+        type=_typed(_finite),
+        default=1.0,
+        metavar="S",
+        help="multiply the update by S (default 1; 0 writes an adapter that changes nothing)",
+    )
+    cnv.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    cnv.set_defaults(handler=_convert)
+
+    chk = sub.add_parser(
+        "checkpoints",
+        help="a training run's adapter checkpoints, in step order",
+        description="List the checkpoints in a training run's folder as the trainer left it: "
+        "Trainer checkpoint-N/ folders, MLX NNNNNNN_adapters.safetensors, llama.cpp finetune "
+        "checkpoint-N.gguf / lora-N.bin. One line each: step, format, path.",
+    )
+    chk.add_argument("folder", metavar="RUN_FOLDER")
+    chk.set_defaults(handler=_checkpoints)
     return parser
 
 

@@ -1,4 +1,5 @@
-"""Merge a llama.cpp LoRA adapter into its base GGUF model (what llama.cpp's export-lora does).
+"""Merge a LoRA adapter into its base GGUF model (what llama.cpp's export-lora does); the
+adapter may be in any format :mod:`simonsca.adapters` reads (converted to a GGUF LoRA first).
 
 For each adapter target ``W``: ``W' = deq(W) + scale * B @ A`` (see
 :mod:`simonsca.forensics.adapter` for the layout), written as F16 by default -- F32 base tensors
@@ -79,7 +80,9 @@ def merge_adapter(
                 + "); merge to F16 and quantise with llama-quantize"
             )
     reader = gguf_file.open_gguf(base_path, "base model")
-    lora = read_adapter(adapter_path, adapter_scale=adapter_scale)
+    from simonsca.adapters import resolve_adapter  # any adapter format -> a GGUF LoRA
+
+    lora = read_adapter(resolve_adapter(adapter_path, base_path).gguf, adapter_scale=adapter_scale)
     targets = check_fits(base_path, reader, lora)
     pairs = {p.target: p for p in lora.pairs}
 

@@ -206,18 +206,19 @@ class Settings:
     lora: str | None = setting(
         None,
         text,
-        "LoRA adapter GGUF applied to the merged side at load; without "
-        "--merged-model: compare base with base + adapter",
+        "LoRA adapter applied to the merged side at load (GGUF LoRA, PEFT or MLX folder, "
+        "llama.cpp lora.bin or checkpoint-N.gguf); without --merged-model: compare base with "
+        "base + adapter",
         group="models",
-        metavar="GGUF",
+        metavar="ADAPTER",
     )
     merged_from_lora: str | None = setting(
         None,
         text,
-        "the adapter merged into --merged-model: also run base + adapter and check "
-        "the merged file answers the same",
+        "the adapter merged into --merged-model (any format --lora takes): also run base + "
+        "adapter and check the merged file answers the same",
         group="models",
-        metavar="GGUF",
+        metavar="ADAPTER",
     )
     # -- which items and how they are put
     eval_size: int = setting(

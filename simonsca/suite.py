@@ -151,6 +151,8 @@ def plan(settings: Settings, *, single: str | None = None) -> Plan:
         merged = ModelSpec(_location(single), Path(settings.lora) if settings.lora else None)
     else:
         base, merged = resolve_models(settings)
+    base = _with_gguf_adapters(base) if base is not None else None
+    merged = _with_gguf_adapters(merged)
     for spec, side in ((base, "base"), (merged, "merged" if single is None else "")):
         if spec is not None:
             _preflight_model(spec, settings, side)
@@ -166,6 +168,22 @@ def plan(settings: Settings, *, single: str | None = None) -> Plan:
         )
     )
     return Plan(settings, base, merged, items, run_id, reports_dir)
+
+
+def _with_gguf_adapters(spec: ModelSpec) -> ModelSpec:
+    """The one place a run takes adapters: each (PEFT or MLX folder, llama.cpp ``lora.bin`` or
+    ``checkpoint-N.gguf``, or a GGUF LoRA) becomes a GGUF LoRA for the model it applies to
+    (converted once and cached by content; see :mod:`simonsca.adapters`)."""
+    if spec.is_url or (spec.lora is None and spec.built_from is None):
+        return spec
+    from simonsca.adapters import resolve_adapter
+
+    assert isinstance(spec.path, Path)
+    lora, built_from = (
+        resolve_adapter(a, spec.path).gguf if a is not None else None
+        for a in (spec.lora, spec.built_from)
+    )
+    return replace(spec, lora=lora, built_from=built_from)
 
 
 def _preflight_model(spec: ModelSpec, settings: Settings, side: str) -> None:

@@ -283,7 +283,9 @@ def inspect_adapter(
     """
     base_path, adapter_path = Path(base), Path(adapter)
     reader = gguf_file.open_gguf(base_path, "base model")
-    lora = read_adapter(adapter_path, adapter_scale=adapter_scale)
+    from simonsca.adapters import resolve_adapter  # PEFT, MLX, lora.bin ... -> a GGUF LoRA
+
+    lora = read_adapter(resolve_adapter(adapter_path, base_path).gguf, adapter_scale=adapter_scale)
     targets = check_fits(base_path, reader, lora)
     rtype = qtype_of(resolution_type) if resolution_type is not None else None
     stats = []
