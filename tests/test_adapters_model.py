@@ -29,6 +29,8 @@ from simonsca.adapters import AdapterDropWarning, convert_adapter
 from simonsca.adapters.finetune_files import _ggla_tensors
 from simonsca.models.llamacpp import LlamaCppModel
 
+pytest_plugins = ["pytester"]
+
 pytestmark = [
     pytest.mark.model,
     pytest.mark.filterwarnings("ignore::simonsca.adapters.AdapterDropWarning"),
@@ -208,3 +210,50 @@ def test_compare_on_the_command_line_takes_a_peft_folder(
         )
     )
     assert any("peft-tiny" in row for row in rows)
+
+
+@pytest.mark.parametrize("adapter", [MLX, GGLA], ids=lambda p: p.name)
+def test_eval_on_the_command_line_takes_other_formats(
+    adapter: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    fast = ["--n-ctx", "512", "--n-threads", "1", "--eval-size", "2", "--forced-size", "2"]
+    rows = list(
+        _run_rows(
+            capfd,
+            "eval",
+            BASE,
+            "--lora",
+            adapter,
+            *fast,
+            "--no-progress",
+            "--reports-dir",
+            tmp_path,
+        )
+    )
+    assert rows
+
+
+def test_pytest_evals_takes_a_peft_folder(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """The pytest face: ``pytest evals/ --base-model BASE --lora PEFT_FOLDER`` runs the suite
+    (its checks may pass or fail on a 20-step adapter; it is not refused)."""
+    evals = ROOT / "simonsca" / "evals" / "test_finetune.py"
+    pytester.makepyfile(test_simonsca_evals=evals.read_text())
+    result = pytester.runpytest(
+        f"--base-model={BASE}",
+        f"--lora={PEFT}",
+        "--n-ctx=512",
+        "--n-threads=1",
+        "--eval-size=2",
+        "--forced-size=2",
+        "--no-simonsca-progress",
+        "--no-simonsca-cache",
+        f"--simonsca-reports-dir={tmp_path / 'reports'}",
+        "-p",
+        "no:cacheprovider",
+    )
+    text = result.stdout.str() + result.stderr.str()
+    assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), text
+    assert "ERROR: simonsca" not in text and "Traceback" not in text
+    report = json.loads(next((tmp_path / "reports").glob("*/report.json")).read_text())
+    merged = next(m for m in report["evaluation"]["models"] if m["side"] == "merged")
+    assert merged["info"]["adapter_path"].endswith("peft-tiny.gguf")
