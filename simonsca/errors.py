@@ -32,3 +32,12 @@ class ConfigError(SimonscaError):
 
 class OutputExistsError(SimonscaError):
     """Refusing to overwrite a file the user already has (pass --force to replace it)."""
+
+
+class StoredRunError(SimonscaError):
+    """A stored run (a report folder or its ``report.json``) is missing, unreadable, or of a
+    schema this simonsca cannot read."""
+
+
+class RunsDiffer(SimonscaError):
+    """Two stored runs cannot be compared item by item: they were not run on the same items."""

@@ -9,8 +9,9 @@ reads it back); the Markdown, terminal and HTML views only read it.
 
 from __future__ import annotations
 
+import json
 import platform
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -19,6 +20,7 @@ from typing import Any
 
 from simonsca.checks import CheckOutcome, Status
 from simonsca.compare import Comparison, NoiseFloor, Verdict
+from simonsca.errors import StoredRunError
 from simonsca.forensics.findings import Finding
 from simonsca.likelihood import ForcedScore
 from simonsca.models.base import ModelInfo
@@ -268,9 +270,70 @@ def to_json(record: EvalRecord) -> str:
     return data.decode("utf-8") + "\n"
 
 
-def from_json(text: str | bytes) -> EvalRecord:
-    """Read a ``report.json`` back into the record (to re-render its views)."""
-    record: EvalRecord = _adapter().validate_json(text)
+#: How a record of an older schema is brought up to the next version, by the version it has:
+#: each function takes the parsed JSON and returns it one version newer (its ``schema`` set).
+#: Empty on purpose: ``simonsca.report/2`` is the first schema read back (no reader of
+#: ``simonsca.report/1`` ever shipped), so there is nothing older to upgrade yet.
+UPGRADES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def _schema_number(schema: str) -> int | None:
+    prefix, _, number = schema.rpartition("/")
+    return int(number) if prefix == "simonsca.report" and number.isdigit() else None
+
+
+def _upgraded(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """``data`` at :data:`SCHEMA`: older versions through :data:`UPGRADES`, newer refused."""
+    seen = set()
+    while (schema := data.get("schema")) != SCHEMA:
+        number = _schema_number(schema) if isinstance(schema, str) else None
+        if number is None or not isinstance(schema, str):
+            raise StoredRunError(
+                f"{source}: not a simonsca report (schema {schema!r}; expected {SCHEMA!r})"
+            )
+        if number > (_schema_number(SCHEMA) or 0):
+            raise StoredRunError(
+                f"{source}: written by a newer simonsca (schema {schema}); this simonsca reads "
+                f"{SCHEMA} and older: upgrade simonsca to read it"
+            )
+        upgrade = UPGRADES.get(schema)
+        if upgrade is None or schema in seen:
+            raise StoredRunError(
+                f"{source}: schema {schema} is older than this simonsca reads ({SCHEMA}) and has "
+                "no upgrade; run the evaluation again to store it anew"
+            )
+        seen.add(schema)
+        data = upgrade(data)
+    return data
+
+
+def from_json(text: str | bytes, source: str = "report.json") -> EvalRecord:
+    """Read a ``report.json`` back into the record (to re-render its views, or to compare runs).
+
+    The schema version is checked first: an older one is upgraded (:data:`UPGRADES`), a newer or
+    unknown one refused. Anything unreadable is a :class:`StoredRunError` naming ``source``."""
+    from pydantic import ValidationError
+
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise StoredRunError(f"{source}: not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise StoredRunError(f"{source}: not a simonsca report (a JSON {type(data).__name__})")
+    upgraded = _upgraded(data, source)
+    try:
+        record: EvalRecord = (
+            _adapter().validate_json(text)
+            if upgraded is data
+            else _adapter().validate_python(upgraded)
+        )
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the top level"
+        raise StoredRunError(
+            f"{source}: does not match schema {SCHEMA} ({error.error_count()} problem(s), the "
+            f"first at {where}: {first['msg']})"
+        ) from None
     return record
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from simonsca.record import EvalRecord, from_json, to_json
+from simonsca.record import EvalRecord, to_json
 
 REPORT_FILES = ("report.json", "summary.md", "report.html")
 
@@ -36,11 +36,11 @@ def write_reports(record: EvalRecord, reports_dir: str | Path = "reports") -> Pa
 
 
 def load_record(path: str | Path) -> EvalRecord:
-    """Read a ``report.json`` (or the run folder holding it) back into the record."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "report.json"
-    return from_json(p.read_bytes())
+    """Read a ``report.json`` (or the run folder holding it) back into the record (one line
+    naming the file when it cannot be: :func:`simonsca.runs.read_run`)."""
+    from simonsca.runs import read_run
+
+    return read_run(Path(path)).record
 
 
 __all__ = ["REPORT_FILES", "load_record", "render_all", "write_reports"]
