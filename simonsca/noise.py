@@ -84,7 +84,7 @@ def noise_floor(model: Model, items: Sequence[Item], run: ForcedRun) -> NoiseFlo
     first = run.likelihoods[: len(chosen)]
     regrouped = [lik for _, lik in model.likelihood_many(requests, stepwise=True)]
     item_nll, token = _spread(first, regrouped)
-    methods = ["the same answers scored one token per decode call, as greedy generation decodes"]
+    methods = ["one token per decode call, as greedy generation decodes"]
     null = null_adapter(model.path)
     if null is not None:
         with model.extra_adapter(null):
@@ -99,7 +99,7 @@ def noise_floor(model: Model, items: Sequence[Item], run: ForcedRun) -> NoiseFlo
         item_nll=item_nll,
         token_logprob=token,
         n_items=len(chosen),
-        method="the reference model's answers re-scored " + "; and ".join(methods),
+        method="the reference model's answers re-scored " + ", and ".join(methods),
     )
 
 
