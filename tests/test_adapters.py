@@ -660,3 +660,21 @@ def test_diff_finds_the_seeds_update_below_the_quantisation_step_in_lora_bin(
     gguf = tmp_path / "seed-like.gguf"
     assert run_cli(capfd, "convert", seed_like, gguf, "--base", BASE)[0] == 0
     assert [f["code"] for f in _diff_json(capfd, gguf, "--merge-type", "Q8_0")["findings"]] == codes
+
+
+def test_an_mlx_adapter_on_the_last_layers_only_converts_those(tmp_path: Path) -> None:
+    """mlx_lm's --num-layers counts from the last layer: a run with --num-layers 1 holds only
+    the last block's LoRAs; the layer numbers come from the names, nothing is shifted."""
+    folder = tmp_path / "mlx-last-layer"
+    folder.mkdir()
+    shutil.copy(MLX / "adapter_config.json", folder)
+    tensors = read_safetensors(MLX / "adapters.safetensors").tensors
+    write_safetensors(
+        folder / "adapters.safetensors",
+        {k: v for k, v in tensors.items() if k.startswith("model.layers.1.")},
+    )
+    got = deltas(converted(folder, tmp_path))
+    full = deltas(converted(MLX, tmp_path))
+    assert sorted(got) == sorted(n for n in full if n.startswith("blk.1."))
+    for name, dw in got.items():
+        np.testing.assert_array_equal(dw, full[name])
