@@ -1,4 +1,5 @@
-"""The ``simonsca`` command: generate | prepare | eval | compare | diff | doctor | merge | runs.
+"""The ``simonsca`` command: generate | prepare | eval | compare | diff | doctor | merge | runs |
+convert | checkpoints.
 
 Each subcommand is a thin shell over a library function. ``eval`` and ``compare`` take every
 setting of :mod:`simonsca.settings` (the options ``pytest evals/`` has, by the same names), and
