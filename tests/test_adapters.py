@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_run import cli
 from tiny_models import BASE, LORA, tiny
 
 from simonsca.adapters import (
@@ -32,7 +33,6 @@ from simonsca.adapters import (
 from simonsca.adapters.finetune_files import _ggla_tensors
 from simonsca.adapters.names import permute_rows
 from simonsca.adapters.safetensors_file import read_safetensors
-from simonsca.cli import main
 from simonsca.errors import AdapterMismatch, ModelFileError, SimonscaError
 from simonsca.forensics.adapter import LoraAdapter, read_adapter
 
@@ -478,12 +478,8 @@ def test_scale_zero_writes_an_update_of_zero(tmp_path: Path) -> None:
 
 
 def run_cli(capfd: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    try:
-        rc = main([str(a) for a in args])
-    except SystemExit as exit_:
-        rc = int(exit_.code or 0)
-    out, err = capfd.readouterr()
-    return rc, out, err
+    run = cli(capfd, *args)
+    return run.rc, run.out, run.err
 
 
 def test_convert_writes_the_gguf_and_keeps_an_existing_one(

@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cli_run import cli
 from tiny_models import BASE, LORA
 
 from simonsca import record as record_module
@@ -28,33 +28,6 @@ from simonsca.runs import compare_stored, load_run
 #: About a second a run on the tiny model (one thread: the machine is shared).
 FAST = ["--n-ctx", "512", "--n-threads", "1", "--eval-size", "2", "--forced-size", "4"]
 FAST += ["--no-progress", "--no-cache"]
-
-
-@dataclass
-class Run:
-    rc: int
-    out: str
-    err: str
-
-    def error_line(self, *needles: str) -> str:
-        """The one error line: status 2, nothing on stdout, no traceback."""
-        assert self.rc == 2, (self.rc, self.out, self.err)
-        assert "Traceback" not in self.out + self.err
-        lines = [line for line in self.err.splitlines() if line.strip()]
-        assert len(lines) == 1, self.err
-        assert self.out == ""
-        for needle in needles:
-            assert needle in lines[0], (needle, lines[0])
-        return lines[0]
-
-
-def cli(capfd: pytest.CaptureFixture[str], *args: object) -> Run:
-    try:
-        rc = main([str(a) for a in args])
-    except SystemExit as exit_:  # argparse's usage errors
-        rc = int(exit_.code or 0)
-    out, err = capfd.readouterr()
-    return Run(rc, out, err)
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +126,7 @@ def test_list_of_an_empty_folder_says_so(tmp_path: Path, capfd: pytest.CaptureFi
 
 
 def test_list_of_a_missing_folder_is_one_line(capfd: pytest.CaptureFixture[str]) -> None:
-    cli(capfd, "runs", "list", "--reports-dir", "nowhere").error_line("nowhere", "--reports-dir")
+    cli(capfd, "runs", "list", "--reports-dir", "nowhere").only_line("nowhere", "--reports-dir")
 
 
 def test_list_shows_an_unreadable_run_as_such(
@@ -238,7 +211,7 @@ def test_runs_on_other_items_are_refused(
     reports: Path, other: str, needles: list[str], capfd: pytest.CaptureFixture[str]
 ) -> None:
     run = cli(capfd, "runs", "compare", "early", other, "--reports-dir", reports)
-    run.error_line("simonsca runs: error:", "early", other, "not run on the same items", *needles)
+    run.only_line("simonsca runs: error:", "early", other, "not run on the same items", *needles)
 
 
 def test_the_same_settings_but_other_recorded_seeds_are_refused(
@@ -251,7 +224,7 @@ def test_the_same_settings_but_other_recorded_seeds_are_refused(
     evaluation["items"][0]["seed"] = 1234567
     folder = _stored_run(tmp_path, "edited", json.dumps(data))
     run = cli(capfd, "runs", "compare", "early", folder, "--reports-dir", reports)
-    run.error_line("not run on the same items", "1234567")
+    run.only_line("not run on the same items", "1234567")
 
 
 # --------------------------------------------------------------------------- bad input
@@ -259,7 +232,7 @@ def test_the_same_settings_but_other_recorded_seeds_are_refused(
 
 def test_a_missing_run_is_one_line(reports: Path, capfd: pytest.CaptureFixture[str]) -> None:
     run = cli(capfd, "runs", "compare", "early", "nope", "--reports-dir", reports)
-    run.error_line("no stored run nope", str(reports), "simonsca runs list")
+    run.only_line("no stored run nope", str(reports), "simonsca runs list")
 
 
 def test_a_folder_that_is_not_a_run_is_one_line(
@@ -267,7 +240,7 @@ def test_a_folder_that_is_not_a_run_is_one_line(
 ) -> None:
     (tmp_path / "empty").mkdir()
     run = cli(capfd, "runs", "compare", "empty", "early", "--reports-dir", reports)
-    run.error_line("empty is a folder but not a stored run", "no report.json")
+    run.only_line("empty is a folder but not a stored run", "no report.json")
 
 
 def test_invalid_json_is_one_line(
@@ -275,7 +248,7 @@ def test_invalid_json_is_one_line(
 ) -> None:
     folder = _stored_run(tmp_path, "broken", '{"schema": "simonsca.report/2",')
     run = cli(capfd, "runs", "compare", "early", folder, "--reports-dir", reports)
-    run.error_line(str(folder / "report.json"), "not valid JSON")
+    run.only_line(str(folder / "report.json"), "not valid JSON")
 
 
 @pytest.mark.parametrize(
@@ -297,7 +270,7 @@ def test_another_schema_is_one_line_naming_both_versions(
     data["schema"] = schema
     folder = _stored_run(tmp_path, "other-schema", json.dumps(data))
     run = cli(capfd, "runs", "compare", folder, "early", "--reports-dir", reports)
-    run.error_line(str(folder / "report.json"), *needles)
+    run.only_line(str(folder / "report.json"), *needles)
 
 
 def test_a_record_missing_a_field_is_one_line(
@@ -307,12 +280,12 @@ def test_a_record_missing_a_field_is_one_line(
     del data["checks"]
     folder = _stored_run(tmp_path, "cut", json.dumps(data))
     run = cli(capfd, "runs", "compare", "early", folder, "--reports-dir", reports)
-    run.error_line(str(folder / "report.json"), f"does not match schema {SCHEMA}", "checks")
+    run.only_line(str(folder / "report.json"), f"does not match schema {SCHEMA}", "checks")
 
 
 def test_one_run_is_a_usage_error(capfd: pytest.CaptureFixture[str]) -> None:
     run = cli(capfd, "runs", "compare", "early")
-    run.error_line("the following arguments are required: B")
+    run.only_line("the following arguments are required: B")
 
 
 # --------------------------------------------------------------------------- the schema hook
