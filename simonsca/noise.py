@@ -25,13 +25,14 @@ floor says which.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from simonsca import cache as answer_cache
 from simonsca.atomic import atomic_path
-from simonsca.cache import cache_dir
+from simonsca.cache import AnswerCache, cache_dir
 from simonsca.compare import NoiseFloor
 from simonsca.forensics.adapter import write_lora_gguf
 from simonsca.gguf_file import (
@@ -44,7 +45,7 @@ from simonsca.gguf_file import (
     tensor_shape,
 )
 from simonsca.models.base import AnswerLikelihood, LikelihoodRequest, Model
-from simonsca.runner import STOP, ForcedRun, prompt_for
+from simonsca.runner import LIKELIHOOD_FORMAT, STOP, ForcedRun, model_identity, prompt_for
 from simonsca.tasks import Item
 
 #: Items of the reference model scored again for each null.
@@ -69,9 +70,16 @@ NORM_SAMPLE_ROWS = 64
 NULL_RECIPE = "null-update/1"
 
 
-def noise_floor(model: Model, items: Sequence[Item], run: ForcedRun) -> NoiseFloor | None:
+def noise_floor(
+    model: Model, items: Sequence[Item], run: ForcedRun, cache: AnswerCache | None = None
+) -> NoiseFloor | None:
     """Both nulls on the first :data:`NOISE_ITEMS` items of ``run`` (the reference's own
-    teacher-forced scores); None where the backend can measure neither."""
+    teacher-forced scores); None where the backend can measure neither.
+
+    The floor belongs to the reference model: its re-scorings are kept in ``cache`` beside its
+    answers (keyed by the model, the items and each null's recipe), so a later run with the same
+    reference reads them instead of scoring the items again -- one token per decode call is as
+    dear as generating them."""
     from simonsca.models.llamacpp import LlamaCppModel
 
     if not isinstance(model, LlamaCppModel):
@@ -82,13 +90,15 @@ def noise_floor(model: Model, items: Sequence[Item], run: ForcedRun) -> NoiseFlo
         for item in chosen
     ]
     first = run.likelihoods[: len(chosen)]
-    regrouped = [lik for _, lik in model.likelihood_many(requests, stepwise=True)]
+    regrouped = _rescored(
+        model, requests, cache, "stepwise", lambda r: model.likelihood_many(r, stepwise=True)
+    )
     item_nll, token = _spread(first, regrouped)
     methods = ["one token per decode call, as greedy generation decodes"]
     null = null_adapter(model.path)
     if null is not None:
         with model.extra_adapter(null):
-            nudged = [lik for _, lik in model.likelihood_many(requests)]
+            nudged = _rescored(model, requests, cache, NULL_RECIPE, model.likelihood_many)
         null_nll, null_token = _spread(first, nudged)
         item_nll, token = max(item_nll, null_nll), max(token, null_token)
         methods.append(
@@ -101,6 +111,37 @@ def noise_floor(model: Model, items: Sequence[Item], run: ForcedRun) -> NoiseFlo
         n_items=len(chosen),
         method="the reference model's answers re-scored " + ", and ".join(methods),
     )
+
+
+def _rescored(
+    model: Model,
+    requests: Sequence[LikelihoodRequest],
+    cache: AnswerCache | None,
+    null: str,
+    score: Callable[[Sequence[LikelihoodRequest]], Iterator[tuple[int, AnswerLikelihood]]],
+) -> list[AnswerLikelihood]:
+    """``requests`` scored under one null, read from (and kept in) the cache where it can be."""
+    identity = model_identity(model)
+    keys = [
+        answer_cache.key(
+            {
+                **identity,
+                "noise": null,
+                "teacher_forced": LIKELIHOOD_FORMAT,
+                "prompt": r.prompt,
+                "answer": r.answer,
+                "stop": r.stop,
+            }
+        )
+        for r in requests
+    ]
+    found = [cache.get_likelihood(k) if cache is not None else None for k in keys]
+    todo = [i for i, hit in enumerate(found) if hit is None]
+    for offset, lik in score([requests[i] for i in todo]) if todo else ():
+        found[todo[offset]] = lik
+        if cache is not None:
+            cache.put_likelihood(keys[todo[offset]], lik)
+    return [lik for lik in found if lik is not None]
 
 
 def _spread(a: Sequence[AnswerLikelihood], b: Sequence[AnswerLikelihood]) -> tuple[float, float]:

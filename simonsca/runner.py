@@ -85,7 +85,9 @@ def prompt_for(model: Model, item: Item, mode: PromptMode) -> str:
     return item.prompt if mode is PromptMode.RAW else model.chat_prompt(item)
 
 
-def _identity(model: Model) -> dict[str, Any]:
+def model_identity(model: Model) -> dict[str, Any]:
+    """What identifies a model's answers in the cache: its files' hashes (or what a server
+    reports) and the decoding settings."""
     info = model.info
     return {
         "model_sha256": info.sha256,
@@ -236,7 +238,7 @@ def generate(
     def key(request: GenerationRequest, item: Item) -> dict[str, Any]:
         return {"max_tokens": request.max_tokens, "stop": list(stop)}
 
-    identity = _identity(model)
+    identity = model_identity(model)
     identity["early_stop"] = EARLY_STOP_RULE if early_stop else None
     greedy = _Strategy(
         request,
@@ -315,7 +317,14 @@ def teacher_force(
         " (teacher-forced)",
     )
     done = _answer_all(
-        model, items, mode, forcing, _identity(model), cache=cache, progress=progress, label=label
+        model,
+        items,
+        mode,
+        forcing,
+        model_identity(model),
+        cache=cache,
+        progress=progress,
+        label=label,
     )
     return ForcedRun(
         info=model.info,

@@ -329,7 +329,7 @@ def _run_models(
                         label=label,
                     )
             if side in ("base", "model") and "teacher-forced" in s.scoring_modes:
-                noise = noise_floor(model, forced_items, runs.forced[side])
+                noise = noise_floor(model, forced_items, runs.forced[side], cache)
             if side == "merged" and "teacher-forced" in model.capabilities:
                 for mode in s.prompt_modes:
                     base, merged = run_label("base", mode, primary), run_label(side, mode, primary)

@@ -104,3 +104,36 @@ def test_an_update_that_moves_the_model_is_not_inert(
     monkeypatch.setenv("SIMONSCA_CACHE", str(tmp_path / "cache"))
     comparison = _tiny_verdict(tmp_path, weight_type, 0.05)
     assert comparison["verdict"] not in ("inert", "identical"), comparison["headline"]
+
+
+@pytest.mark.model
+def test_the_noise_floor_is_measured_once_per_reference_and_kept_with_its_answers(
+    tmp_path: Path,
+) -> None:
+    """A second run with the same reference reads both nulls' re-scorings from the answer
+    cache: the model is not asked again, and the floor is the same number."""
+    from tiny_models import BASE
+
+    from simonsca.cache import open_cache
+    from simonsca.dataset import eval_items
+    from simonsca.models.llamacpp import LlamaCppModel
+    from simonsca.noise import NOISE_ITEMS, noise_floor
+    from simonsca.runner import teacher_force
+
+    items = eval_items(NOISE_ITEMS)
+    cache = open_cache(True, tmp_path / "answers.sqlite")
+    assert cache is not None
+    with LlamaCppModel(BASE, n_ctx=512, n_threads=1) as model:
+        forced = teacher_force(model, items, cache=cache, progress=False)
+        first = noise_floor(model, items, forced, cache)
+        assert first is not None and "random update" in first.method
+        kept = len(cache)
+        assert kept == 3 * NOISE_ITEMS  # the answers, and each null's re-scoring of them
+
+        def asked(*args: object, **kwargs: object) -> object:
+            raise AssertionError("the model was asked again")
+
+        model.likelihood_many = asked  # type: ignore[method-assign]
+        assert noise_floor(model, items, forced, cache) == first
+    assert len(cache) == kept
+    cache.close()
