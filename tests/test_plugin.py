@@ -76,7 +76,7 @@ def test_unknown_pyproject_setting_is_named(suite_dir: pytest.Pytester, tmp_path
 def test_plugin_options_are_registered(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--help")
     result.stdout.fnmatch_lines(
-        ["*--base-model=GGUF*", "*--merged-model=GGUF*", "*--lora=GGUF*", "*--min-exact-gain=X*"]
+        ["*--base-model=GGUF*", "*--merged-model=GGUF*", "*--lora=ADAPTER*", "*--min-exact-gain=X*"]
     )
 
 
