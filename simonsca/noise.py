@@ -25,12 +25,11 @@ floor says which.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from simonsca import cache as answer_cache
 from simonsca.atomic import atomic_path
 from simonsca.cache import AnswerCache, cache_dir
 from simonsca.compare import NoiseFloor
@@ -44,8 +43,8 @@ from simonsca.gguf_file import (
     open_gguf,
     tensor_shape,
 )
-from simonsca.models.base import AnswerLikelihood, LikelihoodRequest, Model
-from simonsca.runner import LIKELIHOOD_FORMAT, STOP, ForcedRun, model_identity, prompt_for
+from simonsca.models.base import AnswerLikelihood, Model
+from simonsca.runner import ForcedRun, LikelihoodScorer, teacher_force
 from simonsca.tasks import Item
 
 #: Items of the reference model scored again for each null.
@@ -85,20 +84,26 @@ def noise_floor(
     if not isinstance(model, LlamaCppModel):
         return None
     chosen = list(items[:NOISE_ITEMS])
-    requests = [
-        LikelihoodRequest(prompt_for(model, item, run.prompt_mode), item.output, STOP[0])
-        for item in chosen
-    ]
+
+    def rescored(null: str, score: LikelihoodScorer) -> tuple[AnswerLikelihood, ...]:
+        forced = teacher_force(
+            model,
+            chosen,
+            prompt_mode=run.prompt_mode,
+            cache=cache,
+            progress=False,
+            null=(null, score),
+        )
+        return forced.likelihoods
+
     first = run.likelihoods[: len(chosen)]
-    regrouped = _rescored(
-        model, requests, cache, "stepwise", lambda r: model.likelihood_many(r, stepwise=True)
-    )
+    regrouped = rescored("stepwise", lambda r: model.likelihood_many(r, stepwise=True))
     item_nll, token = _spread(first, regrouped)
     methods = ["one token per decode call, as greedy generation decodes"]
     null = null_adapter(model.path)
     if null is not None:
         with model.extra_adapter(null):
-            nudged = _rescored(model, requests, cache, NULL_RECIPE, model.likelihood_many)
+            nudged = rescored(NULL_RECIPE, model.likelihood_many)
         null_nll, null_token = _spread(first, nudged)
         item_nll, token = max(item_nll, null_nll), max(token, null_token)
         methods.append(
@@ -111,37 +116,6 @@ def noise_floor(
         n_items=len(chosen),
         method="the reference model's answers re-scored " + ", and ".join(methods),
     )
-
-
-def _rescored(
-    model: Model,
-    requests: Sequence[LikelihoodRequest],
-    cache: AnswerCache | None,
-    null: str,
-    score: Callable[[Sequence[LikelihoodRequest]], Iterator[tuple[int, AnswerLikelihood]]],
-) -> list[AnswerLikelihood]:
-    """``requests`` scored under one null, read from (and kept in) the cache where it can be."""
-    identity = model_identity(model)
-    keys = [
-        answer_cache.key(
-            {
-                **identity,
-                "noise": null,
-                "teacher_forced": LIKELIHOOD_FORMAT,
-                "prompt": r.prompt,
-                "answer": r.answer,
-                "stop": r.stop,
-            }
-        )
-        for r in requests
-    ]
-    found = [cache.get_likelihood(k) if cache is not None else None for k in keys]
-    todo = [i for i, hit in enumerate(found) if hit is None]
-    for offset, lik in score([requests[i] for i in todo]) if todo else ():
-        found[todo[offset]] = lik
-        if cache is not None:
-            cache.put_likelihood(keys[todo[offset]], lik)
-    return [lik for lik in found if lik is not None]
 
 
 def _spread(a: Sequence[AnswerLikelihood], b: Sequence[AnswerLikelihood]) -> tuple[float, float]:

@@ -81,13 +81,15 @@ class ForcedRun(AnswerRun):
     n_cached: int
 
 
+#: Teacher-forced scores of a group of requests, in any order: ``(index, likelihood)``.
+LikelihoodScorer = Callable[[Sequence[LikelihoodRequest]], Iterator[tuple[int, AnswerLikelihood]]]
+
+
 def prompt_for(model: Model, item: Item, mode: PromptMode) -> str:
     return item.prompt if mode is PromptMode.RAW else model.chat_prompt(item)
 
 
-def model_identity(model: Model) -> dict[str, Any]:
-    """What identifies a model's answers in the cache: its files' hashes (or what a server
-    reports) and the decoding settings."""
+def _identity(model: Model) -> dict[str, Any]:
     info = model.info
     return {
         "model_sha256": info.sha256,
@@ -238,7 +240,7 @@ def generate(
     def key(request: GenerationRequest, item: Item) -> dict[str, Any]:
         return {"max_tokens": request.max_tokens, "stop": list(stop)}
 
-    identity = model_identity(model)
+    identity = _identity(model)
     identity["early_stop"] = EARLY_STOP_RULE if early_stop else None
     greedy = _Strategy(
         request,
@@ -298,20 +300,26 @@ def teacher_force(
     cache: AnswerCache | None = None,
     progress: bool = True,
     label: str | None = None,
+    null: tuple[str, LikelihoodScorer] | None = None,
 ) -> ForcedRun:
-    """Teacher-forced likelihood of every item's expected answer (then the stop)."""
+    """Teacher-forced likelihood of every item's expected answer (then the stop).
+
+    ``null``: (its name, how it scores) -- the same answers scored another way that means
+    nothing (the noise floor's nulls, :mod:`simonsca.noise`), cached under that name beside the
+    model's own scores."""
     mode = PromptMode(prompt_mode)
 
     def request(prompt: str, item: Item) -> LikelihoodRequest:
         return LikelihoodRequest(prompt=prompt, answer=item.output, stop=STOP[0])
 
     def key(request: LikelihoodRequest, item: Item) -> dict[str, Any]:
-        return {"teacher_forced": LIKELIHOOD_FORMAT, "answer": item.output, "stop": STOP[0]}
+        fields = {"teacher_forced": LIKELIHOOD_FORMAT, "answer": item.output, "stop": STOP[0]}
+        return fields if null is None else {**fields, "noise": null[0]}
 
     forcing = _Strategy(
         request,
         key,
-        model.likelihood_many,
+        model.likelihood_many if null is None else null[1],
         AnswerCache.get_likelihood,
         AnswerCache.put_likelihood,
         " (teacher-forced)",
@@ -321,7 +329,7 @@ def teacher_force(
         items,
         mode,
         forcing,
-        model_identity(model),
+        _identity(model),
         cache=cache,
         progress=progress,
         label=label,
