@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
+from simonsca.errors import ConfigError, OutputExistsError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -49,3 +51,24 @@ def atomic_path(path: Path) -> Iterator[Path]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_output(
+    out: Path, what: str, inputs: tuple[Path, ...] = (), *, overwrite: bool = False
+) -> None:
+    """Refuse, in one line naming ``what`` (e.g. "merged model"), an output path that cannot
+    take a new file: a folder, something not a regular file, a path under a file, an existing
+    file without ``overwrite``, or one of the command's own ``inputs``."""
+    if out.is_dir():
+        raise ConfigError(f"{what} path {out} is a folder; give a file name inside it")
+    if out.exists() and not out.is_file():
+        raise ConfigError(f"{what} path {out} is not a regular file; choose another")
+    for parent in (out.parent, *out.parent.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"cannot write {what} {out}: {parent} is a file, not a folder")
+            break
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"{what} {out} already exists; pass --force to replace it")
+    if out.resolve() in {p.resolve() for p in inputs}:
+        raise ConfigError(f"{what} path {out} is one of the inputs; choose another file name")

@@ -21,7 +21,8 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 from gguf.quants import quantize
 
 from simonsca import gguf_file
-from simonsca.errors import ConfigError, ModelFileError, OutputExistsError
+from simonsca.atomic import check_output
+from simonsca.errors import ConfigError, ModelFileError
 from simonsca.forensics.adapter import MIN_RETAINED, check_fits, read_adapter, tensor_resolution
 from simonsca.forensics.resolution import REQUANTIZABLE, can_store, qtype_of
 
@@ -48,25 +49,7 @@ def merge_adapter(
     Raises AdapterMismatch (adapter does not fit base), ModelFileError, OutputExistsError.
     """
     base_path, adapter_path, out_path = Path(base), Path(adapter), Path(out)
-    if out_path.is_dir():
-        raise ConfigError(f"merged model path {out_path} is a folder; give a file name inside it")
-    if out_path.exists() and not out_path.is_file():
-        raise ConfigError(f"merged model path {out_path} is not a regular file; choose another")
-    for parent in (out_path.parent, *out_path.parent.parents):
-        if parent.exists():
-            if not parent.is_dir():
-                raise ConfigError(
-                    f"cannot write merged model {out_path}: {parent} is a file, not a folder"
-                )
-            break
-    if out_path.exists() and not overwrite:
-        raise OutputExistsError(
-            f"merged model {out_path} already exists; pass overwrite=True (--force) to replace it"
-        )
-    if out_path.resolve() in (base_path.resolve(), adapter_path.resolve()):
-        raise ConfigError(
-            f"merged model path {out_path} is one of the inputs; choose another file name"
-        )
+    check_output(out_path, "merged model", (base_path, adapter_path), overwrite=overwrite)
     qtype = None
     if requantize is not None:
         try:

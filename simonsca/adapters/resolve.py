@@ -25,7 +25,7 @@ from simonsca.adapters.mlx import read_mlx
 from simonsca.adapters.peft import read_peft
 from simonsca.adapters.source import AdapterFormat, SourceAdapter
 from simonsca.adapters.write import write_gguf_lora
-from simonsca.errors import ConfigError, OutputExistsError
+from simonsca.atomic import check_output
 
 #: Part of every cache key: bump when a conversion's output changes.
 CONVERTER_VERSION = 1
@@ -121,15 +121,9 @@ def convert_adapter(
 ) -> ResolvedAdapter:
     """``simonsca convert``: write the GGUF LoRA for ``adapter`` on ``base`` to ``out``."""
     out_path = Path(out)
-    if out_path.is_dir():
-        raise ConfigError(f"output {out_path} is a folder; give a .gguf file name inside it")
-    if not out_path.parent.is_dir():
-        raise ConfigError(f"cannot write {out_path}: folder {out_path.parent} does not exist")
-    if out_path.exists() and not overwrite:
-        raise OutputExistsError(f"{out_path} already exists; pass --force to replace it")
-    if out_path.exists() and out_path.resolve() in (Path(adapter).resolve(), Path(base).resolve()):
-        raise ConfigError(f"output {out_path} is one of the inputs; choose another file name")
+    check_output(out_path, "adapter", (Path(adapter), Path(base)), overwrite=overwrite)
     found = detect(adapter)
     lora = to_gguf_lora(_read_any(found), read_base(base), scale=scale)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
     write_gguf_lora(lora, out_path, source=f"{found.format.value}:{found.path.name}")
     return ResolvedAdapter(found.path, found.format, out_path, converted=True)
