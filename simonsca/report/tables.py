@@ -8,7 +8,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from simonsca.checks import CheckOutcome, Status, family_regressed
-from simonsca.compare import Comparison, LikelihoodComparison, ModeComparison, likelihood_line
+from simonsca.compare import (
+    Comparison,
+    Delta,
+    LikelihoodComparison,
+    ModeComparison,
+    likelihood_line,
+)
 from simonsca.metrics import FORCED_METRICS, GENERATION_METRICS, METRICS
 from simonsca.record import EvalRecord, Evaluation, MergeCheck
 from simonsca.summary import Estimate
@@ -65,21 +71,23 @@ def model_rows(evaluation: Evaluation) -> Table:
     return header, rows
 
 
+def delta_cells(d: Delta) -> list[str]:
+    """One delta as table cells: metric, its two values, the difference and its CI."""
+    spec = METRICS[d.metric]
+    return [
+        spec.label,
+        spec.value_text(d.base),
+        spec.value_text(d.merged),
+        spec.delta_text(d.diff),
+        f"{spec.delta_text(d.low)} to {spec.delta_text(d.high)}",
+    ]
+
+
 def delta_rows(comparison: Comparison) -> Table:
     header = ["metric", "base", "merged", "delta", "95% CI"]
     rows = []
     for mode in (comparison.generation, comparison.forced):
-        for d in mode.deltas if mode is not None else ():
-            spec = METRICS[d.metric]
-            rows.append(
-                [
-                    spec.label,
-                    spec.value_text(d.base),
-                    spec.value_text(d.merged),
-                    spec.delta_text(d.diff),
-                    f"{spec.delta_text(d.low)} to {spec.delta_text(d.high)}",
-                ]
-            )
+        rows += [delta_cells(d) for d in (mode.deltas if mode is not None else ())]
     return header, rows
 
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from simonsca.compare import Delta
 from simonsca.metrics import METRICS
 from simonsca.record import EvalRecord
+from simonsca.report.tables import delta_cells
 from simonsca.report.terminal import text_table
 from simonsca.runs.pairing import RunComparison, SideComparison, scored_seeds
 from simonsca.runs.store import Listed
@@ -121,19 +122,6 @@ def comparison_text(c: RunComparison) -> str:
             if found is None:
                 continue
             d, test = found
-            spec = METRICS[metric]
-            rows.append(
-                [
-                    side.label,
-                    spec.label,
-                    spec.value_text(d.base),
-                    spec.value_text(d.merged),
-                    spec.delta_text(d.diff),
-                    f"{spec.delta_text(d.low)} to {spec.delta_text(d.high)}",
-                    _direction(d),
-                    str(d.n),
-                    test,
-                ]
-            )
+            rows.append([side.label, *delta_cells(d), _direction(d), str(d.n), test])
     out += ["", text_table(header, rows)]
     return "\n".join(out) + "\n"
