@@ -19,22 +19,26 @@ from functools import cache
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from simonsca.checks import CheckOutcome
-from simonsca.compare import Comparison
+from simonsca.curve import learning_curve
 from simonsca.metrics import FORCED_METRICS, METRICS
-from simonsca.record import AnswerRecord, EvalRecord, Evaluation, ItemRecord, ModelEntry
+from simonsca.outcome import CheckOutcome
+from simonsca.record import AnswerRecord, EvalRecord, Evaluation, ItemRecord, ModelEntry, Pairing
+from simonsca.report.curve_views import curve_notes, curve_rows, curve_svgs
 from simonsca.report.svg import Grid, forest_panels, forest_svg, grid_svg
 from simonsca.report.tables import (
     SCORING_DEFINITIONS,
     Table,
+    check_name,
     delta_rows,
     exact_test_line,
     family_rows,
     gate_line,
+    identical_sentence,
     likelihood_lines,
     merge_check_line,
     model_rows,
-    verdict_line,
+    several,
+    verdict_lines,
     verdict_title,
 )
 from simonsca.summary import FACETS, facet_sort_key
@@ -86,9 +90,14 @@ class ItemView:
 
 @dataclass(frozen=True)
 class ModeView:
-    """Base vs merged in one prompt mode: deltas, forest plot, families, the baseline bar."""
+    """A candidate against the reference in one prompt mode: deltas, forest plot, families, the
+    baseline bar."""
 
     mode: str
+    candidate: str
+    shown_candidate: str  # the candidate, when the run has several ("" otherwise)
+    nav: str  # the link to it: "deltas", "deltas (chat)", "deltas (checkpoint-20)"
+    pair: str  # "merged minus base"
     heading: str
     verdict: str | None  # the verdict line of a mode other than the primary one
     deltas: Table
@@ -155,14 +164,15 @@ def _forced_views(item: ItemRecord, labels: Sequence[str]) -> tuple[ForcedView, 
 
 
 def _pairs(models: Sequence[ModelEntry]) -> list[tuple[str, str]]:
-    """(base label, merged label) for each prompt mode in which both ran."""
+    """(reference label, candidate label) for each candidate and prompt mode in which both
+    ran."""
     out = []
-    for base in models:
-        if base.side != "base":
+    for ref in models:
+        if ref.role != "reference":
             continue
-        for merged in models:
-            if merged.side == "merged" and merged.prompt_mode == base.prompt_mode:
-                out.append((base.label, merged.label))
+        for cand in models:
+            if cand.role == "candidate" and cand.prompt_mode == ref.prompt_mode:
+                out.append((ref.label, cand.label))
     return out
 
 
@@ -214,25 +224,36 @@ def facet_values(items: Sequence[ItemRecord]) -> dict[str, list[str]]:
 # ------------------------------------------------------------------------------- comparisons
 
 
-def _mode_view(mode: str, c: Comparison, e: Evaluation, several: bool) -> ModeView:
+def _mode_view(p: Pairing, e: Evaluation, several_modes: bool) -> ModeView:
+    c = p.comparison
+    mode = p.prompt_mode
+    reference, candidate = c.names
     limit = e.settings.max_family_regression
     primary = c.primary
     spec = METRICS[primary.families[0].metric] if primary and primary.families else None
-    suffix = f", {mode} prompts" if several else ""
-    heading = f"Merged \u2212 base (paired{suffix})"
+    suffix = f", {mode} prompts" if several_modes else ""
+    heading = f"{candidate[:1].upper()}{candidate[1:]} \u2212 {reference} (paired{suffix})"
     other = mode != e.primary_mode
+    nav = [candidate] if several(e) else []
+    nav += [mode] if several_modes else []
     return ModeView(
         mode=mode,
+        candidate=candidate,
+        shown_candidate=candidate if several(e) else "",
+        nav=f"deltas ({', '.join(nav)})" if nav else "deltas",
+        pair=f"{candidate} minus {reference}",
         heading=heading,
         verdict=f"{mode} prompts: {c.verdict.word} -- {c.headline}" if other else None,
         deltas=delta_rows(c),
-        tests=tuple(exact_test_line(m) for m in (c.generation, c.forced) if m is not None),
+        tests=tuple(exact_test_line(m, c.names) for m in (c.generation, c.forced) if m is not None),
         forest=forest_svg(
-            forest_panels(c, limit), title=f"paired deltas, merged minus base{suffix}"
+            forest_panels(c, limit),
+            title=f"paired deltas, {candidate} minus {reference}{suffix}",
+            names=c.names,
         ),
-        families=family_rows(primary, limit) if primary is not None else ([], []),
+        families=family_rows(primary, limit, c.names) if primary is not None else ([], []),
         family_limit=spec.delta_text(-limit) if spec is not None else "",
-        baseline=_sentence(c.baseline.sentence()) if c.baseline is not None else None,
+        baseline=_sentence(c.baseline.sentence(candidate)) if c.baseline is not None else None,
     )
 
 
@@ -244,10 +265,14 @@ def _sentence(text: str) -> str:
 
 
 def check_table(checks: Sequence[CheckOutcome]) -> list[dict[str, str]]:
+    """Every check's outcome as the page shows it (``test``: its pytest id when there are
+    several candidates; ``candidate``: empty when there is one)."""
+    named = len({c.candidate for c in checks}) > 1
     return [
         {
             "name": c.name,
-            "test": c.test,
+            "candidate": (c.candidate or "") if named else "",
+            "test": check_name(c, checks),
             "status": c.status.value,
             "outcome": c.status.value.upper(),
             "message": c.message,
@@ -283,12 +308,14 @@ def page_context(record: EvalRecord) -> dict[str, object]:
     """Everything the template shows, as plain values (texts, tables, pictures)."""
     e = record.evaluation
     env = record.environment
-    several = len(e.comparisons) > 1
-    merge = e.merge_check
+    several_modes = len({p.prompt_mode for p in e.comparisons}) > 1
+    likelihood = likelihood_lines(e)
+    curve = learning_curve(e)
     return {
         "title": verdict_title(record),
-        "verdict": verdict_line(record),
-        "likelihood": " ".join(likelihood_lines(e)) or None,
+        "verdicts": verdict_lines(record),
+        # one paragraph (one candidate, or one model per prompt mode); one per candidate
+        "likelihood": likelihood if several(e) else [" ".join(likelihood)] if likelihood else [],
         "run_id": record.run_id,
         "created": record.created,
         "compared": e.compared,
@@ -296,11 +323,22 @@ def page_context(record: EvalRecord) -> dict[str, object]:
         "gate_failed": not record.passed,
         "models": model_rows(e),
         "model_files": _model_files(e),
-        "files_identical": e.files_identical,
-        "modes": [_mode_view(mode, comp, e, several) for mode, comp in e.comparisons.items()],
+        "identical": [
+            identical_sentence(e, c.name) for c in e.candidates if e.files_identical(c.name)
+        ],
+        "modes": [_mode_view(p, e, several_modes) for p in _in_order(e)],
+        "curve": (
+            {
+                "plots": curve_svgs(curve),
+                "table": curve_rows(curve),
+                "notes": curve_notes(curve),
+            }
+            if curve is not None
+            else None
+        ),
         "checks": check_table(record.checks),
         "findings": e.findings,
-        "merge_check": merge_check_line(merge) if merge is not None else None,
+        "merge_checks": [merge_check_line(m, e.reference) for m in e.merge_checks],
         "notes": e.warnings,
         "environment": [
             ("python", env.python),
@@ -313,8 +351,26 @@ def page_context(record: EvalRecord) -> dict[str, object]:
         "definitions": SCORING_DEFINITIONS,
         "forced_header": [METRICS[m].column for m in FORCED_METRICS],
         "facets": facet_values(e.items),
+        "differs_label": (
+            f"a candidate and {e.reference or 'base'} differ"
+            if several(e) or not e.candidates
+            else f"{e.reference or 'base'} and {e.candidates[0].name} differ"
+        ),
         "items": [_item_view(item, e) for item in e.items],
     }
+
+
+def _in_order(e: Evaluation) -> list[Pairing]:
+    """The comparisons by candidate (the run's order), each candidate's prompt modes in the
+    run's order."""
+    modes = list(e.settings.prompt_modes)
+    rank = {c.name: k for k, c in enumerate(e.candidates)}
+
+    def key(p: Pairing) -> tuple[int, int]:
+        mode = modes.index(p.prompt_mode) if p.prompt_mode in modes else len(modes)
+        return rank.get(p.candidate, len(rank)), mode
+
+    return sorted(e.comparisons, key=key)
 
 
 def csp_hash(script: str) -> Markup:

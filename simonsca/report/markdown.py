@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import re
 
+from simonsca.compare import Comparison
+from simonsca.curve import learning_curve
 from simonsca.metrics import METRICS
-from simonsca.record import EvalRecord
+from simonsca.record import EvalRecord, Evaluation
+from simonsca.report.curve_views import curve_notes, curve_rows
 from simonsca.report.tables import (
     SCORING_DEFINITIONS,
     check_rows,
@@ -19,10 +22,12 @@ from simonsca.report.tables import (
     exact_test_line,
     family_rows,
     gate_line,
+    identical_sentence,
     likelihood_lines,
     merge_check_line,
     model_rows,
-    verdict_line,
+    primary_comparisons,
+    verdict_lines,
     verdict_title,
 )
 
@@ -60,10 +65,8 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
 def render_markdown(record: EvalRecord) -> str:
     e = record.evaluation
     out = [f"## {md_text(verdict_title(record))}", ""]
-    verdict = verdict_line(record)
-    if verdict is not None:
+    for verdict in verdict_lines(record):
         out += [f"**{md_text(verdict)}**", ""]
-    c = e.comparison
     out += [line for text in likelihood_lines(e) for line in (md_text(text), "")]
     out += [
         f"Run {md_code(record.run_id)} - {md_text(e.compared)} - {md_text(record.created)}",
@@ -95,13 +98,11 @@ def render_markdown(record: EvalRecord) -> str:
                 )
             out.append(line)
         out += ["", "</details>", ""]
-    if e.files_identical:
-        out += [
-            "Nothing was run: the model files are byte-identical, so every answer would be.",
-            "",
-        ]
-    if e.merge_check is not None:
-        out += [md_text(merge_check_line(e.merge_check)), ""]
+    for candidate in e.candidates:
+        if e.files_identical(candidate.name):
+            out += [md_text(identical_sentence(e, candidate.name)), ""]
+    for check in e.merge_checks:
+        out += [md_text(merge_check_line(check, e.reference)), ""]
     if e.findings:
         out += ["### Findings: why", ""]
         for f in e.findings:
@@ -110,28 +111,12 @@ def render_markdown(record: EvalRecord) -> str:
                 line += f" -- {md_text(f.detail)}"
             out.append(line)
         out.append("")
-    if c is not None:
-        header, rows = delta_rows(c)
-        if rows:
-            out += ["### Merged - base (paired)", "", md_table(header, rows), ""]
-            for mode in (c.generation, c.forced):
-                if mode is not None:
-                    out += [md_text(exact_test_line(mode)) + ".", ""]
-        if c.baseline is not None:
-            out += [md_text(c.baseline.sentence()[0].upper() + c.baseline.sentence()[1:]) + ".", ""]
-        primary = c.primary
-        if primary is not None and primary.families:
-            limit = e.settings.max_family_regression
-            spec = METRICS[primary.families[0].metric]
-            out += [
-                (
-                    f"### By family ({md_text(spec.label)}; (!) = a delta below "
-                    f"{md_text(spec.delta_text(-limit))})"
-                ),
-                "",
-                md_table(*family_rows(primary, limit)),
-                "",
-            ]
+    for _, c in primary_comparisons(e):
+        out += _comparison(c, e)
+    curve = learning_curve(e)
+    if curve is not None:
+        out += ["### Learning curve", "", md_table(*curve_rows(curve)), ""]
+        out += [line for note in curve_notes(curve) for line in (md_text(note), "")]
     if record.checks:
         out += ["### Checks", "", md_text(gate_line(record.checks)), ""]
         out += [md_table(*check_rows(record)), ""]
@@ -143,3 +128,35 @@ def render_markdown(record: EvalRecord) -> str:
         f"{md_text(str(env.llama_cpp_python))}, {md_text(env.platform)}</sub>"
     )
     return "\n".join(out) + "\n"
+
+
+def _comparison(c: Comparison, e: Evaluation) -> list[str]:
+    """One candidate against the reference: its deltas, tests, baseline bar and families."""
+    out: list[str] = []
+    reference, candidate = c.names
+    header, rows = delta_rows(c)
+    if rows:
+        who = candidate[:1].upper() + candidate[1:]
+        out += [f"### {md_text(who)} - {md_text(reference)} (paired)", "", md_table(header, rows)]
+        out.append("")
+        for mode in (c.generation, c.forced):
+            if mode is not None:
+                out += [md_text(exact_test_line(mode, c.names)) + ".", ""]
+    if c.baseline is not None:
+        sentence = c.baseline.sentence(candidate)
+        out += [md_text(sentence[0].upper() + sentence[1:]) + ".", ""]
+    primary = c.primary
+    if primary is not None and primary.families:
+        limit = e.settings.max_family_regression
+        spec = METRICS[primary.families[0].metric]
+        who = f"{candidate}, " if len(e.candidates) > 1 else ""
+        out += [
+            (
+                f"### By family ({md_text(who)}{md_text(spec.label)}; (!) = a delta below "
+                f"{md_text(spec.delta_text(-limit))})"
+            ),
+            "",
+            md_table(*family_rows(primary, limit, c.names)),
+            "",
+        ]
+    return out

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-from simonsca.checks import family_regressed
 from simonsca.compare import Comparison, Delta, FamilyDelta
 from simonsca.metrics import METRICS, MetricSpec
+from simonsca.report.tables import NAMES, regressed
 
 Grid = Sequence[Sequence[int]]
 
@@ -178,7 +178,7 @@ def _delta_row(d: Delta) -> ForestRow:
 
 
 def _family_row(f: FamilyDelta, limit: float) -> ForestRow:
-    flagged = family_regressed(f, limit)  # the no_family_regressed check's own rule
+    flagged = regressed(f, limit)  # the no_family_regressed check's own rule
     label = f"{f.facet}={f.value} (n={f.n})"
     return ForestRow("family", f.metric, label, f.diff, f.low, f.high, flagged, f.facet, f.value)
 
@@ -372,7 +372,9 @@ def _line(
     )
 
 
-def _draw_axis(axis: _Axis, top: float, bottom: float, unit: str) -> str:
+def _draw_axis(
+    axis: _Axis, top: float, bottom: float, unit: str, names: tuple[str, str] = NAMES
+) -> str:
     parts = [
         f'<line x1="{_PLOT_L}" x2="{_PLOT_R}" y1="{bottom:.1f}" y2="{bottom:.1f}" stroke="#888"/>'
     ]
@@ -392,16 +394,15 @@ def _draw_axis(axis: _Axis, top: float, bottom: float, unit: str) -> str:
         f'<line class="zero" x1="{x0:.1f}" x2="{x0:.1f}" y1="{top:.1f}" y2="{bottom:.1f}" '
         'stroke="#222" stroke-width="1.2"/>'
     )
-    title = (
-        "merged \u2212 base, percentage points"
-        if unit == "share"
-        else ("merged \u2212 base, nats per answer token")
-    )
+    what = "percentage points" if unit == "share" else "nats per answer token"
+    title = f"{names[1]} \u2212 {names[0]}, {what}"
     parts.append(_text((_PLOT_L + _PLOT_R) / 2, bottom + 30, title, "axis-title", "middle"))
     return "".join(parts)
 
 
-def _draw_panel(panel: ForestPanel, top: float) -> tuple[str, float]:
+def _draw_panel(
+    panel: ForestPanel, top: float, names: tuple[str, str] = NAMES
+) -> tuple[str, float]:
     axis = _axis(panel)
     k = _scale_factor(panel.unit)
     rows: list[str] = []
@@ -424,18 +425,21 @@ def _draw_panel(panel: ForestPanel, top: float) -> tuple[str, float]:
                 + "</g>"
             )
     bottom = y + 4
-    body = _draw_axis(axis, top, bottom, panel.unit) + "".join(limits) + "".join(rows)
+    body = _draw_axis(axis, top, bottom, panel.unit, names) + "".join(limits) + "".join(rows)
     unit = escape(panel.unit)
     return f'<g class="forest-panel" data-unit="{unit}">{body}</g>', bottom + _AXIS_H
 
 
-def forest_svg(panels: Sequence[ForestPanel], *, title: str) -> Markup:
+def forest_svg(
+    panels: Sequence[ForestPanel], *, title: str, names: tuple[str, str] = NAMES
+) -> Markup:
     """The forest plot: a point at each delta, a bar for its 95% CI, a zero line per panel, and
-    the family-regression limit dashed; signed tick labels in the panel's unit."""
+    the family-regression limit dashed; signed tick labels in the panel's unit. ``names``: the
+    reference's and the candidate's (the axis reads candidate minus reference)."""
     parts = []
     y = 6.0
     for panel in panels:
-        drawn, y = _draw_panel(panel, y)
+        drawn, y = _draw_panel(panel, y, names)
         parts.append(drawn)
         y += _GAP
     height = int(y)

@@ -7,19 +7,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from simonsca.checks import CheckOutcome, Status, family_regressed
+from simonsca.checks import family_regressed
 from simonsca.compare import (
     Comparison,
     Delta,
+    FamilyDelta,
     LikelihoodComparison,
     ModeComparison,
     likelihood_line,
 )
 from simonsca.metrics import FORCED_METRICS, GENERATION_METRICS, METRICS
+from simonsca.outcome import CheckOutcome, Status
 from simonsca.record import EvalRecord, Evaluation, MergeCheck
 from simonsca.summary import Estimate
 
 Table = tuple[list[str], list[list[str]]]
+
+#: The two-model run's names: a comparison without names of its own is base vs merged.
+NAMES = ("base", "merged")
 
 #: How each score is defined, in the words every view shows (the HTML legend, this summary).
 SCORING_DEFINITIONS: tuple[str, ...] = (
@@ -84,19 +89,26 @@ def delta_cells(d: Delta) -> list[str]:
 
 
 def delta_rows(comparison: Comparison) -> Table:
-    header = ["metric", "base", "merged", "delta", "95% CI"]
+    """Every paired delta (generation, then teacher-forced); the header names both sides."""
+    header = ["metric", *comparison.names, "delta", "95% CI"]
     rows = []
     for mode in (comparison.generation, comparison.forced):
         rows += [delta_cells(d) for d in (mode.deltas if mode is not None else ())]
     return header, rows
 
 
-def family_rows(mode: ModeComparison, limit: float) -> Table:
-    header = ["facet", "value", "n", "base", "merged", "delta", "95% CI"]
+def regressed(f: FamilyDelta, limit: float) -> bool:
+    """Did this family lose more than the limit? (The no_family_regressed check's own rule; the
+    one place the views ask it.)"""
+    return family_regressed(f, limit)
+
+
+def family_rows(mode: ModeComparison, limit: float, names: tuple[str, str] = NAMES) -> Table:
+    header = ["facet", "value", "n", *names, "delta", "95% CI"]
     rows = []
     for f in mode.families:
         spec = METRICS[f.metric]
-        flag = " (!)" if family_regressed(f, limit) else ""
+        flag = " (!)" if regressed(f, limit) else ""
         rows.append(
             [
                 f.facet,
@@ -111,25 +123,43 @@ def family_rows(mode: ModeComparison, limit: float) -> Table:
     return header, rows
 
 
-def exact_test_line(mode: ModeComparison) -> str:
+def exact_test_line(mode: ModeComparison, names: tuple[str, str] = NAMES) -> str:
     t = mode.exact_test
     what = "exact match" if mode.scoring == "generate" else "greedy-consistent exact"
     return (
         f"McNemar exact test on {what}: {t.n} discordant items "
-        f"(only base right or only merged right), p={t.p:.4g}"
+        f"(only {names[0]} right or only {names[1]} right), p={t.p:.4g}"
     )
 
 
-def likelihood_text(lik: LikelihoodComparison) -> str:
-    return "likelihood: " + likelihood_line(lik)
+def likelihood_text(lik: LikelihoodComparison, names: tuple[str, str] = NAMES) -> str:
+    return "likelihood: " + likelihood_line(lik, names)
+
+
+def primary_comparisons(evaluation: Evaluation) -> list[tuple[str, Comparison]]:
+    """(candidate, its comparison with the reference) in the primary prompt mode, candidates in
+    the run's order (those without a comparison left out)."""
+    out = []
+    for candidate in evaluation.candidates:
+        c = evaluation.comparison_of(candidate.name)
+        if c is not None:
+            out.append((candidate.name, c))
+    return out
+
+
+def several(evaluation: Evaluation) -> bool:
+    """More than one candidate: every line says which one it is about."""
+    return len(evaluation.candidates) > 1
 
 
 def likelihood_lines(evaluation: Evaluation) -> list[str]:
-    """``likelihood: ...``: the paired NLL line of a comparison, or each model's answer NLL with
-    its CI when one model was judged (``simonsca eval``)."""
-    c = evaluation.comparison
-    if c is not None:
-        return [likelihood_text(c.likelihood)] if c.likelihood is not None else []
+    """``likelihood: ...``: the paired NLL line of each candidate's comparison, or each model's
+    answer NLL with its CI when one model was judged (``simonsca eval``)."""
+    pairs = primary_comparisons(evaluation)
+    if pairs:
+        return [
+            likelihood_text(c.likelihood, c.names) for _, c in pairs if c.likelihood is not None
+        ]
     noise = evaluation.noise
     floor = f"; noise floor {noise.item_nll:.4f} nats/token ({noise.method})" if noise else ""
     out = []
@@ -144,33 +174,108 @@ def likelihood_lines(evaluation: Evaluation) -> list[str]:
     return out
 
 
+def check_name(outcome: CheckOutcome, checks: Sequence[CheckOutcome]) -> str:
+    """The test a check row names: ``test_x`` when the run has one candidate,
+    ``test_x[checkpoint-20]`` (its pytest id) when it has several."""
+    if len({c.candidate for c in checks}) > 1:
+        return outcome.test_id
+    return outcome.test
+
+
 def check_rows(record: EvalRecord) -> Table:
+    """Every check's outcome, by candidate (each row names its candidate when there are
+    several)."""
     header = ["check", "outcome", "why"]
-    rows = [[c.test, c.status.value.upper(), c.message] for c in record.checks]
+    checks = record.checks
+    rows = [[check_name(c, checks), c.status.value.upper(), c.message] for c in checks]
     return header, rows
 
 
+def _verdict_word(e: Evaluation, candidate: str) -> str | None:
+    if e.files_identical(candidate):
+        return "IDENTICAL"
+    c = e.comparison_of(candidate)
+    return c.verdict.word if c is not None else None
+
+
 def verdict_title(record: EvalRecord) -> str:
-    comparison = record.evaluation.comparison
-    if comparison is None:
-        if record.evaluation.files_identical:
-            return "simonsca: merged vs base -- IDENTICAL"
-        return "simonsca evaluation"
-    return f"simonsca: merged vs base -- {comparison.verdict.word}"
-
-
-def verdict_line(record: EvalRecord) -> str | None:
-    """``verdict: WORD -- headline``: the first line a user reads."""
+    """``simonsca: merged vs base -- IMPROVED``; with several candidates, each verdict counted:
+    ``simonsca: 3 candidates vs base -- 2 IMPROVED, 1 NO EFFECT``."""
     e = record.evaluation
-    if e.files_identical:
-        return (
-            "verdict: IDENTICAL -- identical: the merged model files are byte-identical to the "
-            "base (nothing was run; the finetune changed nothing)"
-        )
-    c = e.comparison
+    reference = e.reference or "base"
+    words = [(c.name, _verdict_word(e, c.name)) for c in e.candidates]
+    known = [(name, word) for name, word in words if word is not None]
+    if not known:
+        return "simonsca evaluation"
+    if len(e.candidates) == 1:
+        name, word = known[0]
+        return f"simonsca: {name} vs {reference} -- {word}"
+    counts: dict[str, int] = {}
+    for _, word in known:
+        counts[word] = counts.get(word, 0) + 1
+    tally = ", ".join(f"{n} {word}" for word, n in counts.items())
+    return f"simonsca: {len(e.candidates)} candidates vs {reference} -- {tally}"
+
+
+def _identical_line(e: Evaluation, candidate: str) -> str:
+    reference = e.reference or "base"
+    who = "merged" if candidate == "merged" else candidate
+    the = "the base" if reference == "base" else f"the reference ({reference})"
+    return (
+        f"identical: the {who} model files are byte-identical to {the} (nothing was run; the "
+        "finetune changed nothing)"
+    )
+
+
+def verdict_lines(record: EvalRecord) -> list[str]:
+    """The first lines a user reads, one per candidate: ``verdict: WORD -- headline`` (one
+    candidate), ``verdict checkpoint-20: WORD -- headline`` (several)."""
+    e = record.evaluation
+    out = []
+    for candidate in e.candidates:
+        line = verdict_line(record, candidate.name)
+        if line is not None:
+            out.append(line)
+    return out
+
+
+def verdict_line(record: EvalRecord, candidate: str | None = None) -> str | None:
+    """``candidate``'s verdict line (default: the first candidate's); None when it has none."""
+    e = record.evaluation
+    if candidate is None:
+        if not e.candidates:
+            return None
+        candidate = e.candidates[0].name
+    prefix = f"verdict {candidate}" if several(e) else "verdict"
+    if e.files_identical(candidate):
+        return f"{prefix}: IDENTICAL -- {_identical_line(e, candidate)}"
+    c = e.comparison_of(candidate)
     if c is None:
         return None
-    return f"verdict: {c.verdict.word} -- {c.headline}"
+    return f"{prefix}: {c.verdict.word} -- {c.headline}"
+
+
+def other_mode_lines(evaluation: Evaluation) -> list[str]:
+    """``chat prompts: WORD -- headline``: each comparison in a prompt mode other than the
+    primary one (``chat prompts, checkpoint-20: ...`` with several candidates)."""
+    out = []
+    for p in evaluation.comparisons:
+        if p.prompt_mode == evaluation.primary_mode:
+            continue
+        who = f", {p.candidate}" if several(evaluation) else ""
+        c = p.comparison
+        out.append(f"{p.prompt_mode} prompts{who}: {c.verdict.word} -- {c.headline}")
+    return out
+
+
+def identical_sentence(evaluation: Evaluation, candidate: str) -> str:
+    """Why nothing was run for ``candidate``."""
+    if not several(evaluation):
+        return "Nothing was run: the model files are byte-identical, so every answer would be."
+    return (
+        f"Nothing was run for {candidate}: its model files are byte-identical to "
+        f"{evaluation.reference or 'base'}'s, so every answer would be."
+    )
 
 
 def gate_line(checks: Sequence[CheckOutcome]) -> str:
@@ -183,14 +288,15 @@ def gate_line(checks: Sequence[CheckOutcome]) -> str:
         f"{counts[Status.XFAILED]} expected failures (not required), "
         f"{counts[Status.SKIPPED]} skipped"
     )
-    failed = [c.name for c in checks if c.failed]
+    named = len({c.candidate for c in checks}) > 1
+    failed = [f"{c.name}[{c.candidate}]" if named else c.name for c in checks if c.failed]
     if failed:
         return f"{len(failed)} of {len(checks)} checks failed ({', '.join(failed)}): {tally}."
     return f"No check failed: {tally}."
 
 
-def merge_check_line(check: MergeCheck) -> str:
+def merge_check_line(check: MergeCheck, reference: str | None = "base") -> str:
     return (
-        f"merge check: the merged file answers exactly like base + {check.adapter} on "
-        f"{check.identical} of {check.n} items"
+        f"merge check: the {check.candidate} file answers exactly like {reference or 'base'} + "
+        f"{check.adapter} on {check.identical} of {check.n} items"
     )

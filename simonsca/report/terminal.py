@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from simonsca.curve import learning_curve
 from simonsca.record import EvalRecord
+from simonsca.report.curve_views import curve_notes, curve_rows
 from simonsca.report.tables import (
     check_rows,
     delta_rows,
@@ -10,7 +12,9 @@ from simonsca.report.tables import (
     likelihood_lines,
     merge_check_line,
     model_rows,
-    verdict_line,
+    other_mode_lines,
+    primary_comparisons,
+    verdict_lines,
 )
 
 
@@ -24,29 +28,28 @@ def text_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def render_terminal(record: EvalRecord) -> str:
-    """Verdict and likelihood lines first, then the tables, findings and every check."""
+    """Verdict and likelihood lines first (one per candidate), then the tables (a delta table
+    per candidate), the learning curve, findings and every check."""
     e = record.evaluation
     out = [f"compared: {e.compared}"]
-    verdict = verdict_line(record)
-    if verdict is not None:
-        out.append(verdict)
-    c = e.comparison
+    out += verdict_lines(record)
     out += likelihood_lines(e)
     out.append("")
     out += [text_table(*model_rows(e)), ""]
-    if c is not None:
+    for _, c in primary_comparisons(e):
         header, rows = delta_rows(c)
         if rows:
             out.append(text_table(header, rows))
         for mode in (c.generation, c.forced):
             if mode is not None:
-                out.append(exact_test_line(mode))
+                out.append(exact_test_line(mode, c.names))
         out.append("")
-    for mode_name, other in e.comparisons.items():
-        if other is not c:
-            out.append(f"{mode_name} prompts: {other.verdict.word} -- {other.headline}")
-    if e.merge_check is not None:
-        out.append(merge_check_line(e.merge_check))
+    curve = learning_curve(e)
+    if curve is not None:
+        out += [text_table(*curve_rows(curve)), *curve_notes(curve), ""]
+    out += other_mode_lines(e)
+    for m in e.merge_checks:
+        out.append(merge_check_line(m, e.reference))
     for f in e.findings:
         out.append(f"finding ({f.severity}) {f.code}: {f.title}")
     for w in e.warnings:
