@@ -1,12 +1,23 @@
 """Stored runs, read back and compared with no model at all (``simonsca runs list|compare``).
 
 :mod:`.store` finds and reads a run (a folder, its ``report.json`` or a run id), :mod:`.pairing`
-compares two runs item by item from their stored scores, :mod:`.views` shows both as text.
+compares two runs item by item from their stored scores, :mod:`.views` shows both as text,
+:mod:`.reference` makes one stored contender a new run's reference (``--compare-to``).
 """
 
 from __future__ import annotations
 
-from simonsca.runs.pairing import RunComparison, SideComparison, compare_stored, items_difference
+from simonsca.runs.pairing import (
+    ItemSet,
+    RunComparison,
+    SideComparison,
+    compare_stored,
+    item_set_difference,
+    items_difference,
+    planned_items,
+    record_items,
+)
+from simonsca.runs.reference import StoredReference, load_reference
 from simonsca.runs.store import (
     Listed,
     StoredRun,
@@ -19,15 +30,21 @@ from simonsca.runs.store import (
 )
 
 __all__ = [
+    "ItemSet",
     "Listed",
     "RunComparison",
     "SideComparison",
+    "StoredReference",
     "StoredRun",
     "compare_stored",
+    "item_set_difference",
     "items_difference",
+    "load_reference",
     "load_run",
     "newest_first",
+    "planned_items",
     "read_run",
+    "record_items",
     "reports_folder",
     "resolve_run",
     "stored_runs",

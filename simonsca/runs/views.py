@@ -13,7 +13,13 @@ from simonsca.metrics import METRICS
 from simonsca.record import EvalRecord
 from simonsca.report.tables import delta_cells
 from simonsca.report.terminal import text_table
-from simonsca.runs.pairing import RunComparison, SideComparison, scored_seeds
+from simonsca.runs.pairing import (
+    CONTENDER_ROLES,
+    RunComparison,
+    SideComparison,
+    contenders,
+    scored_seeds,
+)
 from simonsca.runs.store import Listed
 
 #: What ``simonsca runs compare`` shows per side, most telling first (those a run has).
@@ -26,13 +32,18 @@ def date_text(created: str) -> str:
 
 
 def models_text(record: EvalRecord) -> str:
+    """``base=base.gguf vs merged=merged.gguf``; several candidates after one ``vs``, comma
+    separated; a one-model run: ``model=...``."""
     e = record.evaluation
-    models = [
-        m
+    names = {
+        m.contender: m.info.name
         for m in e.models
-        if m.kind == "model" and m.prompt_mode == e.primary_mode and m.side != "merge check"
-    ]
-    return " vs ".join(f"{m.label}={m.info.name}" for m in models) or "-"
+        if m.kind == "model" and m.prompt_mode == e.primary_mode and m.role in CONTENDER_ROLES
+    }
+    shown = [(n, role) for n, role in contenders(record) if n in names]
+    reference = [f"{n}={names[n]}" for n, role in shown if role == "reference"]
+    others = ", ".join(f"{n}={names[n]}" for n, role in shown if role != "reference")
+    return " vs ".join([*reference, *([others] if others else [])]) or "-"
 
 
 def items_text(record: EvalRecord) -> str:
@@ -44,10 +55,21 @@ def items_text(record: EvalRecord) -> str:
     return f"{e.settings.eval_family} from {first}: {', '.join(counts) or 'none'}; {e.settings.prompt_mode}"
 
 
-def verdict_text(record: EvalRecord) -> str:
-    if record.evaluation.files_identical:
+def _verdict_word(record: EvalRecord, candidate: str) -> str:
+    if record.evaluation.files_identical(candidate):
         return "IDENTICAL"
-    return record.verdict.word if record.verdict is not None else "- (one model)"
+    verdict = record.verdict_of(candidate)
+    return verdict.word if verdict is not None else "-"
+
+
+def verdict_text(record: EvalRecord) -> str:
+    """The one candidate's verdict; several: ``name WORD`` each; none: ``- (one model)``."""
+    candidates = record.evaluation.candidates
+    if not candidates:
+        return "- (one model)"
+    if len(candidates) == 1:
+        return _verdict_word(record, candidates[0].name)
+    return ", ".join(f"{c.name} {_verdict_word(record, c.name)}" for c in candidates)
 
 
 def checks_text(record: EvalRecord) -> str:
@@ -99,7 +121,7 @@ def _direction(d: Delta) -> str:
 
 
 def comparison_text(c: RunComparison) -> str:
-    """``simonsca runs compare A B``: both runs, the shared items, then B - A per side."""
+    """``simonsca runs compare A B``: both runs, the shared items, then B - A per contender."""
     out = []
     for name, run in (("A", c.a), ("B", c.b)):
         r = run.record
@@ -112,9 +134,11 @@ def comparison_text(c: RunComparison) -> str:
         same = {True: "the same files in both runs", False: "other files", None: "not hashed"}[
             side.same_files
         ]
+        if side.prompt_mode != c.a.record.evaluation.primary_mode:
+            continue  # the same models in the other prompt mode
         out.append(f"{side.label}: A {side.a.name} vs B {side.b.name} ({same})")
     confidence = f"{100 * (1 - c.alpha):g}% CI"
-    header = ["side", "metric", "A", "B", "B - A", confidence, "B vs A", "n", "test"]
+    header = ["contender", "metric", "A", "B", "B - A", confidence, "B vs A", "n", "test"]
     rows = []
     for side in c.sides:
         for metric in RUN_METRICS:
