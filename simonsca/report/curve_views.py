@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from markupsafe import Markup, escape
 
-from simonsca.curve import Curve, CurvePoint, NeighbourDelta
+from simonsca.curve import BaselineLevel, Curve, CurvePoint, NeighbourDelta
 from simonsca.metrics import METRICS
 from simonsca.report.svg import BETTER, NEUTRAL, WORSE, _decimals, _line, _text, nice_ticks
 from simonsca.report.tables import Table, estimate_cell
@@ -125,8 +125,37 @@ def _scale(unit: str) -> float:
 
 
 def _x_of(steps: list[int]) -> tuple[float, float]:
+    """The x range: the steps, with room on either side so no point sits on the frame."""
     lo, hi = min(steps), max(steps)
-    return float(lo), float(hi if hi > lo else lo + 1)
+    span = hi - lo if hi > lo else 1
+    return lo - 0.05 * span, hi + 0.05 * span
+
+
+def _baseline_marks(
+    levels: tuple[BaselineLevel, ...], y: Callable[[float], float], k: float, metric: str
+) -> list[str]:
+    """One dashed line per baseline value (baselines at the same value share it and its label);
+    labels pushed apart so that they do not overlap."""
+    spec = METRICS[metric]
+    same: dict[float, list[str]] = {}
+    for b in levels:
+        same.setdefault(round(b.value, 9), []).append(b.name)
+    out = []
+    last = -1e9
+    for value, names in sorted(same.items(), key=lambda kv: -kv[0]):  # top to bottom
+        at = y(value * k)
+        label_y = max(at - 4, last + 11)
+        last = label_y
+        name = ", ".join(names)
+        out.append(
+            f'<g class="baseline" data-name="{escape(name)}">'
+            f"<title>{escape(name)}: {escape(spec.value_text(value))}</title>"
+            f'<line x1="{_L}" x2="{_W - _R}" y1="{at:.1f}" y2="{at:.1f}" '
+            f'stroke="{NEUTRAL}" stroke-dasharray="5 4" stroke-width="1.2"/>'
+            + _text(_W - _R, label_y, name, "baseline-name", "end")
+            + "</g>"
+        )
+    return out
 
 
 def _plot(curve: Curve, metric: str) -> Markup:
@@ -162,15 +191,7 @@ def _plot(curve: Curve, metric: str) -> Markup:
         parts.append(_line(x(p.step), x(p.step), bottom, bottom + 4, "#888", 1))
         parts.append(_text(x(p.step), bottom + 16, str(p.step), "tick", "middle"))
     parts.append(_text((_L + _W - _R) / 2, _H - 8, "training step", "axis-title", "middle"))
-    for b in levels:
-        parts.append(
-            f'<g class="baseline" data-name="{escape(b.name)}">'
-            f"<title>{escape(b.name)}: {escape(spec.value_text(b.value))}</title>"
-            f'<line x1="{_L}" x2="{_W - _R}" y1="{y(b.value * k):.1f}" y2="{y(b.value * k):.1f}" '
-            f'stroke="{NEUTRAL}" stroke-dasharray="5 4" stroke-width="1.2"/>'
-            + _text(_W - _R, y(b.value * k) - 4, b.name, "baseline-name", "end")
-            + "</g>"
-        )
+    parts += _baseline_marks(levels, y, k, metric)
     path = " ".join(
         f"{'M' if i == 0 else 'L'}{x(p.step):.1f} {y((p.values[metric].value or 0.0) * k):.1f}"
         for i, p in enumerate(points)
