@@ -153,7 +153,7 @@ def reference_name(run_id: str, contender: str, only: bool) -> str:
     return f"{PREFIX}{clean}" if only else f"{PREFIX}{clean}.{contender}"
 
 
-def _pick(stored: StoredRun, name: str | None, given: str) -> tuple[str, str, bool]:
+def _pick(stored: StoredRun, name: str | None, given: str, run: str) -> tuple[str, str, bool]:
     """The stored contender to take: (name, role, is it the run's only candidate)."""
     found = contenders(stored.record)
     listed = ", ".join(f"{n} ({role})" for n, role in found) or "none"
@@ -171,12 +171,12 @@ def _pick(stored: StoredRun, name: str | None, given: str) -> tuple[str, str, bo
     if not others:
         raise StoredRunError(
             f"--compare-to {given}: stored run {stored.run_id} has no candidate to take as the "
-            f"reference (it has {listed}); pick one with --compare-to {given}:NAME"
+            f"reference (it has {listed}); pick one with --compare-to {run}:NAME"
         )
     raise StoredRunError(
         f"--compare-to {given}: stored run {stored.run_id} has {len(others)} candidates "
         f"({', '.join(n for n, _ in others)}); pick the reference with --compare-to "
-        f"{given}:NAME (its own reference: {given}:{found[0][0]})"
+        f"{run}:NAME (its own reference: {run}:{found[0][0]})"
     )
 
 
@@ -227,8 +227,11 @@ def load_reference(settings: Settings, items: Sequence[Item]) -> StoredReference
         raise StoredRunError("no stored run to compare to (--compare-to RUN)")
     reports = reports_folder(settings.reports_dir)
     run_text, name = split_run(given, reports)
-    stored = load_run(run_text, reports)
-    contender, role, only = _pick(stored, name, run_text)
+    try:
+        stored = load_run(run_text, reports)
+    except StoredRunError as error:
+        raise StoredRunError(f"--compare-to {given}: {error}") from None
+    contender, role, only = _pick(stored, name, given, run_text)
     e = stored.record.evaluation
     ref = StoredReference(
         reference_name(stored.run_id, contender, only),
