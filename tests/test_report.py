@@ -8,8 +8,10 @@ comparison and checks -- so the views are tested on what they will really be sho
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
 import html
+import io
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import replace
@@ -20,31 +22,37 @@ import pytest
 from simonsca import codec
 from simonsca.checks import Status, evaluate_checks
 from simonsca.compare import compare_runs
+from simonsca.curve import GETTING_WORSE, PLATEAU, STILL_LEARNING, UNCONFIRMED, learning_curve
 from simonsca.dataset import eval_items
 from simonsca.errors import OutputExistsError
 from simonsca.forensics.findings import Finding, Severity
 from simonsca.likelihood import forced_score
 from simonsca.metrics import FORCED_METRICS, GENERATION_METRICS
+from simonsca.models import BASELINES
 from simonsca.models.base import AnswerLikelihood, ModelInfo
 from simonsca.record import (
     SCHEMA,
     AnswerRecord,
+    Candidate,
     Environment,
     EvalRecord,
     Evaluation,
     MergeCheck,
     ModelEntry,
+    Pairing,
     answer_record,
     from_json,
     item_record,
     to_json,
 )
-from simonsca.report import REPORT_FILES, render_all, write_reports
+from simonsca.report import CURVE_FILE, REPORT_FILES, render_all, write_reports
+from simonsca.report.curve_views import CSV_COLUMNS, curve_csv
 from simonsca.report.html import environment, render_html
 from simonsca.report.markdown import SCORING_DEFINITIONS, md_code, md_text, render_markdown
 from simonsca.report.svg import forest_panels, forest_svg, grid_svg, nice_ticks
+from simonsca.report.terminal import render_terminal
+from simonsca.runner import GenerationRun, answer_baseline
 from simonsca.settings import Settings
-from simonsca.suite import run_baselines
 from simonsca.summary import summarize
 from simonsca.tasks import Item, Task
 
@@ -107,13 +115,18 @@ def answer_texts(items: list[Item]) -> dict[str, list[str]]:
     return {"base": base, "merged": merged}
 
 
-def _likelihood(item: Item, logprob: float, every: int) -> AnswerLikelihood:
-    """One token per byte of the expected answer; every ``every``-th not the top choice."""
+def _likelihood(item: Item, logprob: float, every: int, right: int = 0) -> AnswerLikelihood:
+    """One token per byte of the expected answer; every ``every``-th not the top choice. With
+    ``right``: the first ``right`` bytes of every ten are the top choice (-0.5), the rest not."""
     n = len(item.output.encode("utf-8"))
+    margins = tuple(
+        (-0.5 if k % 10 < right else 0.5) if right else (0.0 if k % every else 0.5)
+        for k in range(n)
+    )
     return AnswerLikelihood(
         token_ends=tuple(range(1, n + 1)),
         logprobs=tuple(logprob - 0.01 * (k % 5) for k in range(n)),
-        margins=tuple(0.0 if k % every else 0.5 for k in range(n)),
+        margins=margins,
         stop_logprob=-0.1,
         stop_greedy=True,
     )
@@ -123,11 +136,12 @@ def _answer(item: Item, text: str) -> AnswerRecord:
     return answer_record(item, text, n_tokens=len(text), finish_reason="stop", cached=False)
 
 
-def _model(label: str, path: str, origin: str = "given") -> ModelEntry:
+def _model(label: str, path: str, origin: str = "given", role: str = "candidate") -> ModelEntry:
     info = ModelInfo(name=label, path=path, sha256=hashlib.sha256(label.encode()).hexdigest())
     return ModelEntry(
         label=label,
-        side=label,
+        contender=label,
+        role=role,
         kind="model",
         prompt_mode="raw",
         info=info,
@@ -141,49 +155,90 @@ def _model(label: str, path: str, origin: str = "given") -> ModelEntry:
     )
 
 
-def build_record(**settings: object) -> EvalRecord:
-    """A small, real record: 12 held-out items, 8 of them answered greedily."""
+def run_baselines(items: list[Item]) -> dict[str, GenerationRun]:
+    """Every trivial baseline (and the oracle) on ``items``, as the suite runs them."""
+    return {name: answer_baseline(cls(), items) for name, cls in BASELINES.items()}
+
+
+#: The two-model run: (name, step, path, origin) of each candidate.
+TWO_MODELS = (("merged", None, HOSTILE_FILE, f"made by {HOSTILE}"),)
+#: A checkpoint series: three candidates with a training step.
+CHECKPOINTS = tuple(
+    (f"checkpoint-{k}", k, f"/runs/checkpoint-{k}.gguf", "given") for k in (10, 20, 30)
+)
+#: Teacher-forced likelihoods of the series: (log-prob, every, right in ten bytes) -- base 30%
+#: of the answer bytes the top choice, checkpoint-10 and -20 70% (a plateau: the same cells),
+#: checkpoint-30 40% (getting worse).
+SERIES_FORCED = {
+    "base": (-0.6, 3, 3),
+    "checkpoint-10": (-0.4, 3, 7),
+    "checkpoint-20": (-0.3, 3, 7),
+    "checkpoint-30": (-0.5, 3, 4),
+}
+
+
+def build_record(
+    candidates: tuple[tuple[str, int | None, str, str], ...] = TWO_MODELS,
+    forced: dict[str, tuple[float, int, int]] | None = None,
+    **settings: object,
+) -> EvalRecord:
+    """A small, real record: 12 held-out items, 8 of them answered greedily, one reference
+    (``base``) and ``candidates`` (by default the two-model run's ``merged``)."""
     items = eval_items(N_FORCED)
     texts = answer_texts(items)
+    names = [name for name, *_ in candidates]
+    # a checkpoint answers as the base (the first) or as the merged model (the others)
+    for k, name in enumerate(names):
+        texts.setdefault(name, texts["base" if k == 0 else "merged"])
     baselines = {
         (HOSTILE_BASELINE if name == "copy-input" else name): run
         for name, run in run_baselines(items).items()
     }
-    forced = {"base": (-0.6, 3), "merged": (-0.2, 7)}
+    forced = forced or {"base": (-0.6, 3, 0), "merged": (-0.2, 7, 0)}
     records = []
     for k, item in enumerate(items):
         answers = {}
         if k < N_GENERATED:
-            answers = {label: _answer(item, texts[label][k]) for label in ("base", "merged")}
+            answers = {label: _answer(item, texts[label][k]) for label in ("base", *names)}
         for label, run in baselines.items():
             answers[label] = _answer(item, run.predictions[k].text)
         scores = {
-            label: forced_score(item, _likelihood(item, lp, every))
-            for label, (lp, every) in forced.items()
+            label: forced_score(item, _likelihood(item, lp, every, right))
+            for label, (lp, every, right) in forced.items()
         }
         records.append(item_record(item, answers, scores))
     answered = records[:N_GENERATED]
-    labels = ["base", "merged", *baselines]
+    labels = ["base", *names, *baselines]
 
     def gen(label: str) -> list:
         return [r.answers[label].score for r in records if label in r.answers]
 
-    comparison = compare_runs(
-        base=gen("base"),
-        merged=gen("merged"),
-        base_texts=[r.answers["base"].text for r in answered],
-        merged_texts=[r.answers["merged"].text for r in answered],
-        baselines={b: gen(b) for b in baselines},
-        base_forced=[r.forced["base"] for r in records],
-        merged_forced=[r.forced["merged"] for r in records],
+    pairings = tuple(
+        Pairing(
+            "base",
+            name,
+            "raw",
+            compare_runs(
+                base=gen("base"),
+                merged=gen(name),
+                base_texts=[r.answers["base"].text for r in answered],
+                merged_texts=[r.answers[name].text for r in answered],
+                baselines={b: gen(b) for b in baselines},
+                base_forced=[r.forced["base"] for r in records],
+                merged_forced=[r.forced[name] for r in records],
+                names=("base", name),
+            ),
+        )
+        for name in names
     )
     models = (
-        _model("base", "/models/base.gguf"),
-        _model("merged", HOSTILE_FILE, origin=f"made by {HOSTILE}"),
+        _model("base", "/models/base.gguf", role="reference"),
+        *(_model(name, path, origin=origin) for name, _, path, origin in candidates),
         *(
             ModelEntry(
                 label=b,
-                side="baseline",
+                contender=b,
+                role="baseline",
                 kind="baseline",
                 prompt_mode="raw",
                 info=ModelInfo(name=f"baseline:{b}", path=None, sha256=None),
@@ -195,20 +250,22 @@ def build_record(**settings: object) -> EvalRecord:
     )
     evaluation = Evaluation(
         settings=Settings(eval_size=N_GENERATED, forced_size=N_FORCED, **settings),  # type: ignore[arg-type]
-        compared=f"base=base.gguf vs merged={HOSTILE_FILE}; {N_GENERATED} generated and "
-        f"{N_FORCED} teacher-forced v5-small items from seed 1000000",
+        compared=f"base=base.gguf vs {' '.join(f'{n}={p}' for n, _, p, _ in candidates)}; "
+        f"{N_GENERATED} generated and {N_FORCED} teacher-forced v5-small items from seed 1000000",
         items=tuple(records),
         models=models,
         summaries={label: summarize(gen(label), GENERATION_METRICS) for label in labels},
         forced_summaries={
             label: summarize([r.forced[label] for r in records], FORCED_METRICS) for label in forced
         },
-        comparisons={"raw": comparison},
-        merge_check=MergeCheck(adapter="adapter.gguf", identical=8, n=8),
+        reference="base",
+        candidates=tuple(Candidate(name, step) for name, step, *_ in candidates),
+        comparisons=pairings,
+        merge_checks=(MergeCheck(names[0], adapter="adapter.gguf", identical=8, n=8),),
         findings=(
             Finding("update-below-resolution", Severity.INFO, f"a finding {HOSTILE}", "detail"),
         ),
-        warnings=(f"merged: the server said {HOSTILE}",),
+        warnings=(f"{names[0]}: the server said {HOSTILE}",),
     )
     return EvalRecord(
         schema=SCHEMA,
@@ -218,6 +275,11 @@ def build_record(**settings: object) -> EvalRecord:
         evaluation=evaluation,
         checks=evaluate_checks(evaluation),
     )
+
+
+def build_series() -> EvalRecord:
+    """Three checkpoints (steps 10, 20, 30) against the base: a learning curve."""
+    return build_record(CHECKPOINTS, SERIES_FORCED)
 
 
 @pytest.fixture(scope="module")
@@ -497,16 +559,16 @@ def test_markdown_text_helpers() -> None:
 
 def test_records_without_a_comparison_render(record: EvalRecord) -> None:
     e = record.evaluation
-    single = replace(e, comparisons={}, merge_check=None, warnings=())
+    single = replace(e, comparisons=(), merge_checks=(), warnings=())
     identical = replace(
         e,
-        comparisons={},
+        comparisons=(),
         items=(),
         summaries={},
         forced_summaries={},
         models=e.models[:2],
-        files_identical=True,
-        merge_check=None,
+        identical_files={"merged": True},
+        merge_checks=(),
     )
     for evaluation in (single, identical):
         rec = replace(record, evaluation=evaluation, checks=evaluate_checks(evaluation))
@@ -524,8 +586,208 @@ def test_write_reports_writes_every_view_and_refuses_to_clobber(
     run_dir = write_reports(record, tmp_path)
     assert run_dir == tmp_path / record.run_id
     views = render_all(record)
+    assert set(views) == set(REPORT_FILES)  # one candidate: no learning curve, no curve.csv
     for name in REPORT_FILES:
         assert (run_dir / name).read_text(encoding="utf-8") == views[name]
+    assert not (run_dir / CURVE_FILE).exists()
     assert (tmp_path / "latest" / "report.html").exists()
     with pytest.raises(OutputExistsError):
         write_reports(record, tmp_path)
+
+
+# ---------------------------------------------------------------------- one candidate (N = 1)
+
+
+def test_one_candidate_reads_as_the_two_model_run(record: EvalRecord) -> None:
+    """N = 1 says base and merged exactly as before: no candidate prefix, no pytest ids."""
+    text = render_terminal(record)
+    c = record.evaluation.comparison
+    assert c is not None and c.names == ("base", "merged")
+    lines = text.splitlines()
+    assert lines[1] == f"verdict: {c.verdict.word} -- {c.headline}"
+    assert lines[2].startswith("likelihood: answer NLL base 0.620 -> merged 0.220 nats/token")
+    assert re.search(r"^metric +base +merged +delta +95% CI$", text, re.MULTILINE)
+    assert "(only base right or only merged right)" in text
+    assert "merge check: the merged file answers exactly like base + adapter.gguf on 8 of 8" in text
+    assert re.search(r"^test_merged_model_differs_from_base +PASSED", text, re.MULTILINE)
+    assert "[merged]" not in text
+    md = render_markdown(record)
+    assert md.startswith(f"## simonsca: merged vs base -- {c.verdict.word}\n")
+    assert "### Merged - base (paired)" in md and "### By family (teacher-forced cell" in md
+    assert "Learning curve" not in text + md + render_html(record)
+    assert learning_curve(record.evaluation) is None
+
+
+# ------------------------------------------------------------- checkpoints: the learning curve
+
+
+@pytest.fixture(scope="module")
+def series() -> EvalRecord:
+    return build_series()
+
+
+def _item_mean(e: Evaluation, label: str, metric: str) -> float:
+    return float(np.mean([getattr(s, metric) for s in e.forced_scores(label)]))
+
+
+def test_curve_points_deltas_and_best(series: EvalRecord) -> None:
+    e = series.evaluation
+    curve = learning_curve(e)
+    assert curve is not None
+    assert [(p.step, p.name, p.role) for p in curve.points] == [
+        (0, "base", "reference"),
+        (10, "checkpoint-10", "candidate"),
+        (20, "checkpoint-20", "candidate"),
+        (30, "checkpoint-30", "candidate"),
+    ]
+    assert curve.metrics == ("forced_cell_accuracy", "nll", "cell_accuracy", "parse_ok")
+    assert curve.primary == "forced_cell_accuracy"
+    for p in curve.points:  # the record's own summaries, CIs included
+        assert (
+            p.values["forced_cell_accuracy"]
+            == e.forced_summaries[p.name].metrics["forced_cell_accuracy"]
+        )
+        assert p.values["parse_ok"] == e.summaries[p.name].metrics["parse_ok"]
+    acc = {p.name: _item_mean(e, p.name, "forced_cell_accuracy") for p in curve.points}
+    assert acc["checkpoint-10"] == acc["checkpoint-20"] > acc["base"] == acc["checkpoint-30"]
+    # neighbour deltas: paired on the same items, classified by their CI
+    assert [(d.previous, d.name, d.trend) for d in curve.deltas] == [
+        ("base", "checkpoint-10", STILL_LEARNING),
+        ("checkpoint-10", "checkpoint-20", PLATEAU),
+        ("checkpoint-20", "checkpoint-30", GETTING_WORSE),
+    ]
+    names = [p.name for p in curve.points]
+    for d in curve.deltas:
+        assert d.diff == pytest.approx(acc[d.name] - acc[d.previous])
+        assert d.low <= d.diff <= d.high and d.n == N_FORCED
+        assert curve.delta_to(d.name) is d
+    assert curve.delta_to(names[0]) is None
+    assert curve.deltas[0].low > 0 and curve.deltas[2].high < 0
+    assert curve.deltas[1].low <= 0 <= curve.deltas[1].high
+    # the best: the highest value, the earliest step on a tie -- and said to be unconfirmed
+    assert curve.best is not None
+    assert (curve.best.name, curve.best.step) == ("checkpoint-10", 10)
+    assert curve.best.caveat == UNCONFIRMED and curve.best.confirmed is None
+    # the trivial baselines' bars: their greedy cell accuracy on the same (teacher-forced) items
+    tf = {b.name: b.value for b in curve.levels("forced_cell_accuracy")}
+    assert "oracle" not in tf and len(tf) == 3
+    for name, value in tf.items():
+        scores = [i.answers[name].score.cell_accuracy for i in e.items]
+        assert value == pytest.approx(float(np.mean(scores)))
+    c = e.comparison_of("checkpoint-10")
+    assert c is not None and c.baseline is not None
+    assert tf == pytest.approx(dict(c.baseline.baselines))  # the verdict's own bar
+    assert not curve.levels("nll")
+
+
+def test_curve_needs_two_checkpoints_and_skips_a_stored_reference(series: EvalRecord) -> None:
+    e = series.evaluation
+    one = replace(e, candidates=(e.candidates[0], *(Candidate(c.name) for c in e.candidates[1:])))
+    assert learning_curve(one) is None
+    stored = replace(e, settings=replace(e.settings, compare_to="reports/earlier"))
+    curve = learning_curve(stored)
+    assert curve is not None
+    assert [p.name for p in curve.points] == ["checkpoint-10", "checkpoint-20", "checkpoint-30"]
+    assert [d.name for d in curve.deltas] == ["checkpoint-20", "checkpoint-30"]
+    # without teacher forcing the curve reads greedy cell accuracy
+    greedy = replace(e, forced_summaries={}, items=tuple(replace(i, forced={}) for i in e.items))
+    curve = learning_curve(greedy)
+    assert curve is not None and curve.primary == "cell_accuracy"
+    assert curve.metrics == ("cell_accuracy", "parse_ok")
+
+
+def test_curve_csv(series: EvalRecord, tmp_path) -> None:
+    curve = learning_curve(series.evaluation)
+    assert curve is not None
+    run_dir = write_reports(series, tmp_path)
+    text = (run_dir / CURVE_FILE).read_text(encoding="utf-8")
+    assert text == curve_csv(curve) == render_all(series)[CURVE_FILE]
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    points = [r for r in rows if r["step"]]
+    assert len(points) == 4 * len(curve.metrics)
+    primary = [r for r in points if r["metric"] == "forced_cell_accuracy"]
+    assert [(r["step"], r["name"], r["trend"]) for r in primary] == [
+        ("0", "base", ""),
+        ("10", "checkpoint-10", STILL_LEARNING),
+        ("20", "checkpoint-20", PLATEAU),
+        ("30", "checkpoint-30", GETTING_WORSE),
+    ]
+    for r, p in zip(primary, curve.points):
+        e = p.values["forced_cell_accuracy"]
+        assert float(r["value"]) == pytest.approx(e.value, abs=1e-6)
+        assert float(r["low"]) == pytest.approx(e.low, abs=1e-6)
+        assert float(r["high"]) == pytest.approx(e.high, abs=1e-6)
+    for r, d in zip(primary[1:], curve.deltas):
+        assert float(r["delta_vs_previous"]) == pytest.approx(d.diff, abs=1e-6)
+        assert float(r["delta_low"]) == pytest.approx(d.low, abs=1e-6)
+        assert float(r["delta_high"]) == pytest.approx(d.high, abs=1e-6)
+    assert all(r["trend"] == "" for r in points if r["metric"] != "forced_cell_accuracy")
+    bars = [r for r in rows if not r["step"]]
+    assert len(bars) == len(curve.baselines) and {r["metric"] for r in bars} == {
+        "forced_cell_accuracy",
+        "cell_accuracy",
+        "parse_ok",
+    }
+
+
+def test_terminal_and_markdown_for_three_checkpoints(series: EvalRecord) -> None:
+    e = series.evaluation
+    text = render_terminal(series)
+    md = render_markdown(series)
+    for cand in e.candidates:
+        c = e.comparison_of(cand.name)
+        assert c is not None
+        line = f"verdict {cand.name}: {c.verdict.word} -- {c.headline}"
+        assert line in text.splitlines()
+        assert f"**{md_text(line)}**" in md
+        assert f"answer NLL base 0.620 -> {cand.name} " in text
+        assert re.search(rf"^metric +base +{cand.name} +delta +95% CI$", text, re.MULTILINE)
+        assert f"### {md_text(cand.name.capitalize())} - base (paired)" in md
+        assert f"test_finetune_has_a_significant_effect[{cand.name}]" in text
+    words = [e.comparison_of(c.name).verdict.word for c in e.candidates]  # type: ignore[union-attr]
+    assert md.startswith("## simonsca: 3 candidates vs base -- ")
+    assert all(w in md.splitlines()[0] for w in words)
+    # the curve table: a row per point, the change from the previous one and its trend
+    table = text[text.index("step  name") :].splitlines()
+    assert re.match(r"^0 +base +\d", table[2])
+    assert re.match(
+        r"^10 +checkpoint-10 \(best\) .* \+\d+\.\d pp \(.*\) +still learning$", table[3]
+    )
+    assert re.match(r"^20 +checkpoint-20 .* plateau$", table[4])
+    assert re.match(r"^30 +checkpoint-30 .* getting worse$", table[5])
+    assert re.match(r"^- +most-common-count \(baseline\) +60\.0%", table[8])
+    best = (
+        "best checkpoint: checkpoint-10 (step 10), teacher-forced cell accuracy 80.5% (95% CI "
+        "80.2% to 80.9%) -- best on these items; unconfirmed on fresh held-out seeds"
+    )
+    assert best in text
+    assert "### Learning curve" in md and md_text(best) in md
+    assert f"| 20 | checkpoint-20 | {md_text('80.5% (80-81)')} |" in md
+    assert "| step | name | TF cell acc. | NLL | cell acc. | parse |" in md
+
+
+def test_page_for_three_checkpoints_draws_the_curve(series: EvalRecord) -> None:
+    page = render_html(series)
+    text = text_of(page)
+    curve = learning_curve(series.evaluation)
+    assert curve is not None
+    plots = svg_elements(page, "curve")
+    assert [p.get("data-metric") for p in plots] == list(curve.metrics)
+    for svg in plots:
+        points = [g for g in svg.iter(f"{SVG}g") if g.get("class") == "curve-point"]
+        assert [g.get("data-step") for g in points] == ["0", "10", "20", "30"]
+        bars = [g for g in svg.iter(f"{SVG}g") if g.get("class") == "baseline"]
+        metric = svg.get("data-metric")
+        assert bool(bars) == (metric != "nll")
+        for g in bars:
+            line = g.find(f"{SVG}line")
+            assert line is not None and line.get("stroke-dasharray")
+    boxed = [r for svg in plots for r in svg.iter(f"{SVG}rect") if r.get("class") == "best"]
+    assert len(boxed) == 1  # the best checkpoint, on the primary metric's plot
+    assert len(svg_elements(page, "forest")) == 3  # one forest plot per candidate
+    assert 'href="#curve"' in page and 'href="#deltas-3">deltas (checkpoint-30)' in page
+    assert "unconfirmed on fresh held-out seeds" in text
+    for c in series.checks:
+        assert f'data-check="{c.name}" data-candidate="{c.candidate}"' in page
+    assert "a candidate and base differ" in page
