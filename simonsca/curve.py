@@ -242,7 +242,10 @@ def learning_curve(evaluation: Evaluation) -> Curve | None:
     e = evaluation
     if sum(1 for c in e.candidates if c.step is not None) < 2:
         return None
-    points = _points(e)
+    # a point with nothing measured (a candidate byte-identical to the reference is not run)
+    points = [p for p in _points(e) if p.values]
+    if len(points) < 2:
+        return None
     metrics = tuple(
         metric for metric, _ in CURVE_METRICS if all(metric in p.values for p in points)
     )

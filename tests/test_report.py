@@ -689,6 +689,16 @@ def test_curve_needs_two_checkpoints_and_skips_a_stored_reference(series: EvalRe
     assert curve is not None
     assert [p.name for p in curve.points] == ["checkpoint-10", "checkpoint-20", "checkpoint-30"]
     assert [d.name for d in curve.deltas] == ["checkpoint-20", "checkpoint-30"]
+    # a checkpoint that was not run (byte-identical to the base) is no point of the curve
+    unrun = replace(
+        e,
+        summaries={k: v for k, v in e.summaries.items() if k != "checkpoint-20"},
+        forced_summaries={k: v for k, v in e.forced_summaries.items() if k != "checkpoint-20"},
+    )
+    curve = learning_curve(unrun)
+    assert curve is not None
+    assert [p.name for p in curve.points] == ["base", "checkpoint-10", "checkpoint-30"]
+    assert [d.previous for d in curve.deltas] == ["base", "checkpoint-10"]
     # without teacher forcing the curve reads greedy cell accuracy
     greedy = replace(e, forced_summaries={}, items=tuple(replace(i, forced={}) for i in e.items))
     curve = learning_curve(greedy)

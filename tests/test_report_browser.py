@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_report import HOSTILE, N_FORCED, N_GENERATED, build_record
+from test_report import HOSTILE, N_FORCED, N_GENERATED, build_record, build_series
 
 from simonsca.record import EvalRecord
 from simonsca.report.html import render_html
@@ -127,3 +127,43 @@ def test_report_page_in_headless_chromium(tmp_path: Path) -> None:
     assert not problems, problems
     for shot in ("report-top.png", "report-items.png"):
         assert (tmp_path / shot).stat().st_size > 10_000
+
+
+def test_learning_curve_in_headless_chromium(tmp_path: Path) -> None:
+    """Three checkpoints: a plot per curve metric, drawn and visible, the table under them."""
+    chromium = _chromium()
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
+    )
+    page_file = tmp_path / "report.html"
+    page_file.write_text(render_html(build_series()), encoding="utf-8")
+    problems: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=chromium,
+            headless=True,
+            args=CHROMIUM_FLAGS,
+            viewport={"width": 1280, "height": 1000},
+        )
+        try:
+            page = browser.new_page()
+            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.goto(page_file.as_uri())
+            plots = page.locator("svg.curve")
+            assert plots.count() == 4
+            for k in range(4):
+                plot = plots.nth(k)
+                assert plot.is_visible()
+                assert plot.locator("g.curve-point").count() == 4
+                box = plot.bounding_box()
+                assert box is not None and box["width"] > 300 and box["height"] > 200
+            assert page.locator("svg.forest").count() == 3
+            assert page.locator("table.curve tbody tr").count() >= 4
+            page.locator("#curve").scroll_into_view_if_needed()
+            page.screenshot(path=str(tmp_path / "curve.png"))
+        finally:
+            browser.close()
+    assert not problems, problems
+    assert (tmp_path / "curve.png").stat().st_size > 10_000
