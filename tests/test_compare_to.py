@@ -154,6 +154,14 @@ def test_both_prompt_modes(reports: Path) -> None:
     answer = ref.answer(1_000_000, "chat")
     assert answer is not None and answer.prompt is not None and answer.prompt.startswith("<chat>")
     assert [m.label for m in ref.model_entries()] == ["stored-chat", "stored-chat (chat)"]
+    answers, forced = ref.for_item(1_000_001)
+    assert answers == {
+        "stored-chat": ref.answer(1_000_001, "raw"),
+        "stored-chat (chat)": ref.answer(1_000_001, "chat"),
+    }
+    assert list(forced) == ["stored-chat", "stored-chat (chat)"]
+    assert ref.for_item(1_000_003)[0] == {}  # teacher forced only
+    assert list(ref.for_item(1_000_003)[1]) == ["stored-chat", "stored-chat (chat)"]
 
 
 @pytest.mark.parametrize("name", ["raw", "both"])
@@ -275,3 +283,36 @@ def test_a_path_with_a_colon_stays_a_path(tmp_path: Path) -> None:
     ref = _load(tmp_path, str(tmp_path / "odd:name"))
     assert ref.run_id == "odd:name" and ref.name == "stored-odd-name"
     assert _load(tmp_path, "odd:name:base").contender == "base"
+
+
+def test_the_stored_answers_pair_with_a_new_candidate(reports: Path) -> None:
+    """What the suite does with them: each item's record gets the stored answers under the
+    reference's label, and the paired comparison runs as with a reference model -- here a
+    candidate that answers exactly as the stored one did: no change at all."""
+    from simonsca.compare import compare_runs
+    from simonsca.record import item_record
+
+    settings, items = _new_run(reports, "early")
+    ref = load_reference(settings, items)
+    stored = {i.seed: i for i in ref.run.record.evaluation.items}
+    records = []
+    for item in items:
+        answers, forced = ref.for_item(item.seed)
+        if "merged" in stored[item.seed].answers:
+            answers["merged"] = stored[item.seed].answers["merged"]
+        forced["merged"] = stored[item.seed].forced["merged"]
+        records.append(item_record(item, answers, forced))
+    gen = [r for r in records if ref.label() in r.answers]
+    comparison = compare_runs(
+        base=[r.answers[ref.label()].score for r in gen],
+        merged=[r.answers["merged"].score for r in gen],
+        base_texts=[r.answers[ref.label()].text for r in gen],
+        merged_texts=[r.answers["merged"].text for r in gen],
+        base_forced=[r.forced[ref.label()] for r in records],
+        merged_forced=[r.forced["merged"] for r in records],
+        noise=ref.noise,
+        names=(ref.name, "merged"),
+    )
+    assert comparison.texts_identical is True
+    assert comparison.likelihood is not None and comparison.likelihood.delta.diff == 0
+    assert comparison.n == settings.eval_size

@@ -57,7 +57,8 @@ class StoredReference:
     contender: str  # the stored contender's name in the stored run
     role: str  # its role there: "reference", "candidate" or "model"
     noise: NoiseFloor | None
-    _items: Mapping[int, ItemRecord] = field(repr=False, compare=False, default_factory=dict)
+    # the stored run's items by seed
+    stored_items: Mapping[int, ItemRecord] = field(repr=False, compare=False, default_factory=dict)
 
     @property
     def run_id(self) -> str:
@@ -82,24 +83,35 @@ class StoredReference:
     def answer(self, seed: int, mode: str | None = None) -> AnswerRecord | None:
         """The stored greedy answer to item ``seed`` in ``mode`` (None: not a generated item),
         marked cached: it was not generated in the new run."""
-        item = self._items.get(seed)
+        item = self.stored_items.get(seed)
         found = item.answers.get(self.stored_label(mode)) if item is not None else None
         return replace(found, cached=True) if found is not None else None
 
     def forced(self, seed: int, mode: str | None = None) -> ForcedScore | None:
         """The stored teacher-forced score of item ``seed`` in ``mode`` (None: not scored)."""
-        item = self._items.get(seed)
+        item = self.stored_items.get(seed)
         return item.forced.get(self.stored_label(mode)) if item is not None else None
 
     def answers(self, mode: str | None = None) -> dict[int, AnswerRecord]:
         """Every stored greedy answer in ``mode``, by seed."""
-        found = {seed: self.answer(seed, mode) for seed in self._items}
+        found = {seed: self.answer(seed, mode) for seed in self.stored_items}
         return {seed: a for seed, a in found.items() if a is not None}
 
     def forced_scores(self, mode: str | None = None) -> dict[int, ForcedScore]:
         """Every stored teacher-forced score in ``mode``, by seed."""
-        found = {seed: self.forced(seed, mode) for seed in self._items}
+        found = {seed: self.forced(seed, mode) for seed in self.stored_items}
         return {seed: f for seed, f in found.items() if f is not None}
+
+    def for_item(self, seed: int) -> tuple[dict[str, AnswerRecord], dict[str, ForcedScore]]:
+        """Item ``seed``'s stored greedy answers and teacher-forced scores in every prompt mode,
+        keyed by the new run's labels (:meth:`label`): what the suite adds to that item's
+        ``answers`` and ``forced``."""
+        answers = {self.label(m): self.answer(seed, m) for m in self.prompt_modes}
+        forced = {self.label(m): self.forced(seed, m) for m in self.prompt_modes}
+        return (
+            {label: a for label, a in answers.items() if a is not None},
+            {label: f for label, f in forced.items() if f is not None},
+        )
 
     def model_entries(self) -> tuple[ModelEntry, ...]:
         """The stored contender's entries (one per prompt mode), as the new run's reference:
