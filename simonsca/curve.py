@@ -21,14 +21,17 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from simonsca.compare import is_trivial_baseline
 from simonsca.likelihood import ForcedScore
 from simonsca.metrics import METRICS
-from simonsca.record import Evaluation
 from simonsca.scoring import ItemScore
 from simonsca.stats import DEFAULT_BOOTSTRAP_SEED, DEFAULT_RESAMPLES, paired_bootstrap
 from simonsca.summary import Estimate
+
+if TYPE_CHECKING:  # the record may hold a Curve: this module must not import it at run time
+    from simonsca.record import Evaluation
 
 #: The metrics a curve draws, in display order: (metric, the scoring that measures it).
 CURVE_METRICS: tuple[tuple[str, str], ...] = (

@@ -21,17 +21,17 @@ CURVE_FILE = "curve.csv"
 def render_all(record: EvalRecord) -> dict[str, str]:
     """Every file of a run's report folder, rendered (nothing written): :data:`REPORT_FILES`,
     and :data:`CURVE_FILE` when the run has a learning curve."""
-    from simonsca.curve import learning_curve
     from simonsca.report.curve_views import curve_csv
     from simonsca.report.html import render_html
     from simonsca.report.markdown import render_markdown
+    from simonsca.report.tables import curve_of
 
     files = {
         "report.json": to_json(record),
         "summary.md": render_markdown(record),
         "report.html": render_html(record),
     }
-    curve = learning_curve(record.evaluation)
+    curve = curve_of(record.evaluation)
     if curve is not None:
         files[CURVE_FILE] = curve_csv(curve)
     return files

@@ -19,7 +19,6 @@ from functools import cache
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from simonsca.curve import learning_curve
 from simonsca.metrics import FORCED_METRICS, METRICS
 from simonsca.outcome import CheckOutcome
 from simonsca.record import AnswerRecord, EvalRecord, Evaluation, ItemRecord, ModelEntry, Pairing
@@ -29,6 +28,7 @@ from simonsca.report.tables import (
     SCORING_DEFINITIONS,
     Table,
     check_name,
+    curve_of,
     delta_rows,
     exact_test_line,
     family_rows,
@@ -310,7 +310,7 @@ def page_context(record: EvalRecord) -> dict[str, object]:
     env = record.environment
     several_modes = len({p.prompt_mode for p in e.comparisons}) > 1
     likelihood = likelihood_lines(e)
-    curve = learning_curve(e)
+    curve = curve_of(e)
     return {
         "title": verdict_title(record),
         "verdicts": verdict_lines(record),

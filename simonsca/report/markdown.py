@@ -11,13 +11,13 @@ from __future__ import annotations
 import re
 
 from simonsca.compare import Comparison
-from simonsca.curve import learning_curve
 from simonsca.metrics import METRICS
 from simonsca.record import EvalRecord, Evaluation
 from simonsca.report.curve_views import curve_notes, curve_rows
 from simonsca.report.tables import (
     SCORING_DEFINITIONS,
     check_rows,
+    curve_of,
     delta_rows,
     exact_test_line,
     family_rows,
@@ -113,7 +113,7 @@ def render_markdown(record: EvalRecord) -> str:
         out.append("")
     for _, c in primary_comparisons(e):
         out += _comparison(c, e)
-    curve = learning_curve(e)
+    curve = curve_of(e)
     if curve is not None:
         out += ["### Learning curve", "", md_table(*curve_rows(curve)), ""]
         out += [line for note in curve_notes(curve) for line in (md_text(note), "")]

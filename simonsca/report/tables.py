@@ -16,6 +16,7 @@ from simonsca.compare import (
     ModeComparison,
     likelihood_line,
 )
+from simonsca.curve import Curve, learning_curve
 from simonsca.metrics import FORCED_METRICS, GENERATION_METRICS, METRICS
 from simonsca.outcome import CheckOutcome, Status
 from simonsca.record import EvalRecord, Evaluation, MergeCheck
@@ -145,6 +146,12 @@ def primary_comparisons(evaluation: Evaluation) -> list[tuple[str, Comparison]]:
         if c is not None:
             out.append((candidate.name, c))
     return out
+
+
+def curve_of(evaluation: Evaluation) -> Curve | None:
+    """The run's learning curve (None: fewer than two checkpoints) -- the one place the views
+    get it (from the record's items and summaries, by :func:`simonsca.curve.learning_curve`)."""
+    return learning_curve(evaluation)
 
 
 def several(evaluation: Evaluation) -> bool:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from simonsca.curve import learning_curve
 from simonsca.record import EvalRecord
 from simonsca.report.curve_views import curve_notes, curve_rows
 from simonsca.report.tables import (
     check_rows,
+    curve_of,
     delta_rows,
     exact_test_line,
     likelihood_lines,
@@ -44,7 +44,7 @@ def render_terminal(record: EvalRecord) -> str:
             if mode is not None:
                 out.append(exact_test_line(mode, c.names))
         out.append("")
-    curve = learning_curve(e)
+    curve = curve_of(e)
     if curve is not None:
         out += [text_table(*curve_rows(curve)), *curve_notes(curve), ""]
     out += other_mode_lines(e)
