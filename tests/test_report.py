@@ -801,3 +801,53 @@ def test_page_for_three_checkpoints_draws_the_curve(series: EvalRecord) -> None:
     for c in series.checks:
         assert f'data-check="{c.name}" data-candidate="{c.candidate}"' in page
     assert "a candidate and base differ" in page
+
+
+def test_several_candidates_name_themselves_everywhere(series: EvalRecord) -> None:
+    """An identical candidate, a second prompt mode and merge checks, each said per candidate."""
+    e = series.evaluation
+    chat = tuple(replace(p, prompt_mode="chat") for p in e.comparisons)
+    evaluation = replace(
+        e,
+        settings=replace(e.settings, prompt_mode="both"),
+        comparisons=e.comparisons + chat,
+        identical_files={"checkpoint-20": True},
+        merge_checks=(
+            MergeCheck("checkpoint-10", "a10.gguf", 8, 8),
+            MergeCheck("checkpoint-30", "a30.gguf", 7, 8),
+        ),
+    )
+    assert evaluation.primary_mode == "raw"
+    rec = replace(series, evaluation=evaluation)
+    text = render_terminal(rec)
+    assert (
+        "verdict checkpoint-20: IDENTICAL -- identical: the checkpoint-20 model files are "
+        "byte-identical to the base (nothing was run; the finetune changed nothing)"
+    ) in text
+    for p in chat:
+        c = p.comparison
+        assert f"chat prompts, {p.candidate}: {c.verdict.word} -- {c.headline}" in text
+    assert (
+        "merge check: the checkpoint-10 file answers exactly like base + a10.gguf on 8 of 8" in text
+    )
+    assert (
+        "merge check: the checkpoint-30 file answers exactly like base + a30.gguf on 7 of 8" in text
+    )
+    md = render_markdown(rec)
+    assert "1 IDENTICAL" in md.splitlines()[0]
+    assert (
+        md_text(
+            "Nothing was run for checkpoint-20: its model files are byte-identical to base's, so "
+            "every answer would be."
+        )
+        in md
+    )
+    page = render_html(rec)
+    assert len(svg_elements(page, "forest")) == 6  # three candidates, two prompt modes
+    assert 'href="#deltas-2">deltas (checkpoint-10, chat)' in page
+    assert '<h2 id="merge">Merge checks</h2>' in page
+    headings = re.findall(r'<h2 id="deltas-\d+">(.*?)</h2>', page)
+    assert headings[:2] == [
+        "Checkpoint-10 \u2212 base (paired, raw prompts)",
+        "Checkpoint-10 \u2212 base (paired, chat prompts)",
+    ]
