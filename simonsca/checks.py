@@ -11,41 +11,49 @@ checks).
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from simonsca.compare import Comparison, FamilyDelta, Verdict
 from simonsca.metrics import METRICS
-
-if TYPE_CHECKING:
-    from simonsca.record import Evaluation
-
-
-class Status(str, enum.Enum):
-    PASSED = "passed"
-    FAILED = "failed"
-    SKIPPED = "skipped"  # the check does not apply to this run (message says why)
-    XFAILED = "xfailed"  # failed, but only required on request (e.g. --require-skill)
-
-    def __str__(self) -> str:
-        return self.value
+from simonsca.outcome import CheckOutcome, Status
+from simonsca.record import Evaluation
+from simonsca.settings import Settings
 
 
 @dataclass(frozen=True)
-class CheckOutcome:
-    """What one check decided, and why, in one message."""
+class Judged:
+    """What a rule reads: the run, and the one candidate it judges (checks are per candidate:
+    ``test_x[checkpoint-20]``). ``name`` is None in a run with no candidate."""
 
-    name: str
-    test: str  # the evals/ test that enforces it
-    status: Status
-    message: str
-    settings: tuple[tuple[str, str], ...] = ()  # the settings it read, as shown to users
+    e: Evaluation
+    name: str | None
 
     @property
-    def failed(self) -> bool:
-        return self.status is Status.FAILED
+    def settings(self) -> Settings:
+        return self.e.settings
+
+    @property
+    def comparison(self) -> Comparison | None:
+        return self.e.comparison_of(self.name) if self.name is not None else None
+
+    @property
+    def files_identical(self) -> bool:
+        return self.name is not None and self.e.files_identical(self.name)
+
+    @property
+    def who(self) -> str:
+        """How messages name the candidate: ``merged`` or ``checkpoint-20``."""
+        return self.name or "merged"
+
+    @property
+    def the_model(self) -> str:
+        return "the merged model" if self.who == "merged" else self.who
+
+    @property
+    def the_reference(self) -> str:
+        ref = self.e.reference or "base"
+        return "the base" if ref == "base" else f"the reference ({ref})"
 
 
 @dataclass(frozen=True)
@@ -56,7 +64,7 @@ class Check:
     test: str
     fails_when: str
     settings: tuple[str, ...]
-    evaluate: Callable[[Evaluation], tuple[Status, str]]
+    evaluate: Callable[[Judged], tuple[Status, str]]
 
 
 def _passed(message: str) -> tuple[Status, str]:
@@ -71,58 +79,54 @@ def _skipped(message: str) -> tuple[Status, str]:
     return Status.SKIPPED, message
 
 
-def _primary(e: Evaluation) -> Comparison | None:
-    return e.comparison
-
-
 # --------------------------------------------------------------------------- the rules
 
 
-def _differs(e: Evaluation) -> tuple[Status, str]:
-    c = _primary(e)
+def _differs(e: Judged) -> tuple[Status, str]:
+    c = e.comparison
     if e.files_identical:
         return _failed(
             "the finetune changed nothing: the merged model files are byte-identical to the base"
         )
     if c is None:
-        return _skipped("no base-vs-merged comparison in this run")
+        return _skipped("no comparison with a reference in this run")
     if c.verdict is Verdict.INERT:
         return _failed(f"the finetune changed nothing that matters: {c.headline}")
-    return _passed(f"the merged model differs from the base ({c.verdict.word})")
+    return _passed(f"{e.the_model} differs from {e.the_reference} ({c.verdict.word})")
 
 
-def _significant(e: Evaluation) -> tuple[Status, str]:
-    c = _primary(e)
+def _significant(e: Judged) -> tuple[Status, str]:
+    c = e.comparison
     if e.files_identical:
         return _failed("the finetune changed nothing at all (byte-identical files)")
     if c is None:
-        return _skipped("no base-vs-merged comparison in this run")
+        return _skipped("no comparison with a reference in this run")
     if c.verdict in (Verdict.INERT, Verdict.NO_EFFECT):
         what = (
-            "the merged model answers no better and no worse than the base (the CI of the gain "
-            f"includes 0 and McNemar p >= {e.settings.alpha:g})"
+            f"{e.the_model} answers no better and no worse than {e.the_reference} (the CI of the "
+            f"gain includes 0 and McNemar p >= {c.alpha:g})"
         )
         return _failed(f"{what}: {c.headline}")
     return _passed(f"a significant effect: {c.verdict.word}")
 
 
-def _no_regression(e: Evaluation) -> tuple[Status, str]:
-    c = _primary(e)
+def _no_regression(e: Judged) -> tuple[Status, str]:
+    c = e.comparison
     if c is None:
         return (
             _passed("nothing was run, so nothing regressed")
             if e.files_identical
-            else (_skipped("no base-vs-merged comparison in this run"))
+            else (_skipped("no comparison with a reference in this run"))
         )
     if c.verdict is Verdict.REGRESSED:
-        return _failed(f"the merged model is significantly worse: {c.headline}")
+        return _failed(f"{e.the_model} is significantly worse: {c.headline}")
     return _passed("no significant loss")
 
 
-def _gain(metric: str, key: str) -> Callable[[Evaluation], tuple[Status, str]]:
+def _gain(metric: str, key: str) -> Callable[[Judged], tuple[Status, str]]:
     spec = METRICS[metric]
 
-    def evaluate(e: Evaluation) -> tuple[Status, str]:
+    def evaluate(e: Judged) -> tuple[Status, str]:
         threshold = getattr(e.settings, key)
         if threshold is None:
             return _skipped(f"no {key} configured ([tool.simonsca] or --{key.replace('_', '-')})")
@@ -131,13 +135,14 @@ def _gain(metric: str, key: str) -> Callable[[Evaluation], tuple[Status, str]]:
                 f"{spec.label} gain is 0 (byte-identical files), below {key} "
                 f"{spec.delta_text(threshold)}"
             )
-        c = _primary(e)
+        c = e.comparison
         d = c.delta(metric) if c is not None else None
-        if d is None:
+        if c is None or d is None:
             return _skipped(f"no {spec.label} was measured (scoring {e.settings.scoring})")
         numbers = (
-            f"{spec.label} gain {spec.delta_text(d.diff)} (base {spec.value_text(d.base)} -> "
-            f"merged {spec.value_text(d.merged)}, {1 - e.settings.alpha:.0%} CI "
+            f"{spec.label} gain {spec.delta_text(d.diff)} ({e.e.reference or 'base'} "
+            f"{spec.value_text(d.base)} -> "
+            f"{e.who} {spec.value_text(d.merged)}, {1 - c.alpha:.0%} CI "
             f"{spec.delta_text(d.low)} to {spec.delta_text(d.high)}, n={d.n})"
         )
         if d.diff < threshold - 1e-12:
@@ -168,14 +173,14 @@ def family_regressions(c: Comparison, limit: float) -> list[FamilyDelta]:
     return sorted(out, key=lambda f: -abs(f.diff))
 
 
-def _families(e: Evaluation) -> tuple[Status, str]:
-    c = _primary(e)
+def _families(e: Judged) -> tuple[Status, str]:
+    c = e.comparison
     limit = e.settings.max_family_regression
     if c is None:
         return (
             _passed("nothing was run, so no family regressed")
             if e.files_identical
-            else (_skipped("no base-vs-merged comparison in this run"))
+            else (_skipped("no comparison with a reference in this run"))
         )
     worst = family_regressions(c, limit)
     if worst:
@@ -194,49 +199,52 @@ def _families(e: Evaluation) -> tuple[Status, str]:
     )
 
 
-def _well_formed(e: Evaluation) -> tuple[Status, str]:
+def _well_formed(e: Judged) -> tuple[Status, str]:
     minimum = e.settings.min_parse_rate
     if e.files_identical:
         return _skipped("nothing was run: the files are byte-identical")
-    merged = e.summaries.get("merged")
+    label = e.e.label(e.name) if e.name is not None else None
+    merged = e.e.summaries.get(label) if label is not None else None
     if merged is None:
         return _skipped("no greedy answers were generated (scoring teacher-forced)")
     parsed = merged.metrics["parse_ok"].value or 0.0
     shaped = merged.metrics["shape_ok"].value or 0.0
     if minimum is None:
         return _skipped(
-            f"no min_parse_rate configured (merged: parse {parsed:.0%}, shape {shaped:.0%})"
+            f"no min_parse_rate configured ({e.who}: parse {parsed:.0%}, shape {shaped:.0%})"
         )
     if parsed < minimum - 1e-12:
         reasons = sorted(
             {
                 s.reason
-                for s in e.generation_scores("merged")
+                for s in e.e.generation_scores(label or "")
                 if not s.parse_ok and s.reason is not None
             }
         )[:5]
         return _failed(
-            f"only {parsed:.0%} of merged answers parse (shape ok {shaped:.0%}); min_parse_rate "
+            f"only {parsed:.0%} of {e.who} answers parse (shape ok {shaped:.0%}); min_parse_rate "
             f"is {minimum:.0%}. Typical reasons: {reasons}"
         )
-    return _passed(f"{parsed:.0%} of merged answers parse (min_parse_rate {minimum:.0%})")
+    return _passed(f"{parsed:.0%} of {e.who} answers parse (min_parse_rate {minimum:.0%})")
 
 
-def _skill(e: Evaluation) -> tuple[Status, str]:
-    c = _primary(e)
+def _skill(e: Judged) -> tuple[Status, str]:
+    c = e.comparison
     b = c.baseline if c is not None else None
     if e.files_identical or b is None:
         return _skipped("no model answers to compare with the baselines")
     if b.skill_shown:
-        return _passed(f"skill beyond the trivial baselines: {b.sentence()}")
-    message = f"no demonstrated skill beyond the answer format: {b.sentence()}"
+        return _passed(f"skill beyond the trivial baselines: {b.sentence(e.who)}")
+    message = f"no demonstrated skill beyond the answer format: {b.sentence(e.who)}"
     if not e.settings.require_skill:
         return Status.XFAILED, message + " (set require_skill = true or --require-skill to fail)"
     return _failed(message)
 
 
-def _chat(e: Evaluation) -> tuple[Status, str]:
-    raw, chat = e.comparisons.get("raw"), e.comparisons.get("chat")
+def _chat(e: Judged) -> tuple[Status, str]:
+    if e.name is None:
+        return _skipped("no comparison with a reference in this run")
+    raw, chat = e.e.comparison_of(e.name, "raw"), e.e.comparison_of(e.name, "chat")
     if raw is None or chat is None:
         return _skipped("run with --prompt-mode both to compare the raw and chat formats")
     share = e.settings.min_chat_gain_share
@@ -259,8 +267,8 @@ def _chat(e: Evaluation) -> tuple[Status, str]:
     return _passed(f"the gain holds in the chat format: {numbers}")
 
 
-def _merge(e: Evaluation) -> tuple[Status, str]:
-    check = e.merge_check
+def _merge(e: Judged) -> tuple[Status, str]:
+    check = e.e.merge_check(e.name) if e.name is not None else None
     if check is None:
         return _skipped("the adapter behind the merged file is unknown (pass --merged-from-lora)")
     minimum = e.settings.min_merge_agreement
@@ -271,6 +279,32 @@ def _merge(e: Evaluation) -> tuple[Status, str]:
     if check.agreement < minimum - 1e-12:
         return _failed(numbers + ": the merge did not reproduce the adapter")
     return _passed(numbers)
+
+
+def _vs_stored(e: Judged) -> tuple[Status, str]:
+    limit = e.settings.max_drop_vs_stored
+    if e.settings.compare_to is None:
+        return _skipped("no stored run to compare with (--compare-to RUN)")
+    c = e.comparison
+    if c is None:
+        return _skipped("no comparison with the stored run")
+    metric = "forced_cell_accuracy" if c.primary.scoring == "teacher-forced" else "cell_accuracy"
+    d = c.delta(metric)
+    if d is None:
+        return _skipped(f"no cell accuracy was measured (scoring {e.settings.scoring})")
+    spec = METRICS[metric]
+    numbers = (
+        f"{spec.label} {spec.value_text(d.base)} in the stored run ({e.e.reference}) -> "
+        f"{spec.value_text(d.merged)} now (delta {spec.delta_text(d.diff)}, {1 - c.alpha:.0%} CI "
+        f"{spec.delta_text(d.low)} to {spec.delta_text(d.high)}, n={d.n})"
+    )
+    if limit is None:
+        return _skipped(f"no max_drop_vs_stored configured: {numbers}")
+    if -d.diff > limit + 1e-12:
+        return _failed(
+            f"{e.who} dropped by more than max_drop_vs_stored {100 * limit:.1f} pp: {numbers}"
+        )
+    return _passed(f"no drop beyond max_drop_vs_stored {100 * limit:.1f} pp: {numbers}")
 
 
 CHECKS: tuple[Check, ...] = (
@@ -349,18 +383,30 @@ CHECKS: tuple[Check, ...] = (
         ("min_merge_agreement",),
         _merge,
     ),
+    Check(
+        "no_drop_vs_stored",
+        "test_no_drop_vs_stored_run",
+        "with --compare-to: the primary cell accuracy is lower than the stored run's by more "
+        "than max_drop_vs_stored (point estimate; the message gives its CI)",
+        ("max_drop_vs_stored",),
+        _vs_stored,
+    ),
 )
 
 BY_NAME = {check.name: check for check in CHECKS}
 
 
 def evaluate_checks(evaluation: Evaluation) -> tuple[CheckOutcome, ...]:
-    """Every check's outcome on ``evaluation``, in :data:`CHECKS` order."""
+    """Every check's outcome for every candidate of ``evaluation``: by candidate, each in
+    :data:`CHECKS` order (one outcome per check when the run has no candidate)."""
     out = []
-    for check in CHECKS:
-        status, message = check.evaluate(evaluation)
-        shown = tuple((key, _show(getattr(evaluation.settings, key))) for key in check.settings)
-        out.append(CheckOutcome(check.name, check.test, status, message, shown))
+    names: list[str | None] = [c.name for c in evaluation.candidates] or [None]
+    for name in names:
+        judged = Judged(evaluation, name)
+        for check in CHECKS:
+            status, message = check.evaluate(judged)
+            shown = tuple((key, _show(getattr(evaluation.settings, key))) for key in check.settings)
+            out.append(CheckOutcome(check.name, check.test, status, message, shown, name))
     return tuple(out)
 
 

@@ -128,7 +128,7 @@ def _eval(args: argparse.Namespace) -> int:
     from simonsca.suite import run_suite
 
     chosen = _settings(args)
-    if chosen.base_model or chosen.merged_model or chosen.merged_from_lora:
+    if chosen.base_model or chosen.merged_model or chosen.merged_from_lora or chosen.compare_to:
         raise ConfigError("simonsca eval takes one MODEL; use simonsca compare for two")
     _print_result(run_suite(chosen, single=args.model))
     return 0
@@ -137,15 +137,15 @@ def _eval(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from simonsca.suite import run_suite
 
-    for positional, flag in ((args.base, "base_model"), (args.merged, "merged_model")):
-        if positional is None:
-            continue
-        given = getattr(args, settings.dest(flag))
-        if given is not None and given != positional:
-            raise ConfigError(
-                f"{positional} and --{flag.replace('_', '-')} {given} name two different models"
-            )
-        setattr(args, settings.dest(flag), positional)
+    if args.base is not None:
+        given = getattr(args, settings.dest("base_model"))
+        if given is not None and given != args.base:
+            raise ConfigError(f"{args.base} and --base-model {given} name two different models")
+        setattr(args, settings.dest("base_model"), args.base)
+    if args.candidates:
+        flagged = getattr(args, settings.dest("merged_model")) or []
+        merged = [*args.candidates, *(m for m in flagged if m not in args.candidates)]
+        setattr(args, settings.dest("merged_model"), merged)
     result = run_suite(_settings(args))
     _print_result(result)
     return 0 if result.record.passed else EXIT_FAILED
@@ -402,10 +402,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cmp.add_argument("base", metavar="BASE", nargs="?", help="base .gguf or server URL")
     cmp.add_argument(
-        "merged",
-        metavar="MERGED",
-        nargs="?",
-        help="merged .gguf or server URL; omit and pass --lora to compare BASE with BASE + adapter",
+        "candidates",
+        metavar="CANDIDATE",
+        nargs="*",
+        help="candidates: merged .gguf files, folders of checkpoint GGUFs or server URLs "
+        "(NAME=PATH names one); omit and pass --lora to compare BASE with BASE + adapter",
     )
     settings.add_options(cmp.add_argument, ("models", *run_groups), plugin=False)
     cmp.set_defaults(handler=_compare)

@@ -127,7 +127,8 @@ class BaselineStanding:
         """The merged model's whole 95% CI lies above the best baseline."""
         return self.standing is Standing.ABOVE
 
-    def sentence(self) -> str:
+    def sentence(self, who: str = "merged") -> str:
+        """The standing in words; ``who`` names the candidate."""
         spec = METRICS[self.metric]
         m = self.merged
         where = {
@@ -136,7 +137,7 @@ class BaselineStanding:
             Standing.BELOW: "lies below",
         }[self.standing]
         return (
-            f"merged {spec.label} {spec.value_text(m.value)} (95% CI "
+            f"{who} {spec.label} {spec.value_text(m.value)} (95% CI "
             f"{spec.value_text(m.low)} to {spec.value_text(m.high)}) {where} the best trivial "
             f"baseline, {self.best} at {spec.value_text(self.best_value)}"
         )
@@ -154,6 +155,9 @@ class ModeComparison:
     baseline: BaselineStanding | None
     significant_gain: bool
     significant_loss: bool
+    # signed-rank test of the per-item change of the mode's main metric (cell accuracy, else
+    # NLL): the p-value that orders candidates for the Holm correction (see multiplicity.py)
+    primary_test: TestResult | None = None
 
     def delta(self, metric: str) -> Delta | None:
         return next((d for d in self.deltas if d.metric == metric), None)
@@ -207,6 +211,7 @@ class Comparison:
     # where answers differ: the larger end (absolute) of the CI of the mean NLL change of the
     # base's answers, base vs merged (None: not measured)
     flip_margin: float | None = None
+    names: tuple[str, str] = ("base", "merged")  # the reference's and the candidate's
 
     @property
     def primary(self) -> ModeComparison:
@@ -360,6 +365,7 @@ def compare_generation(
     test = mcnemar_exact(losses, wins)
     cell = next(d for d in deltas if d.metric == "cell_accuracy")
     significant = test.p < alpha
+    changes = [y.cell_accuracy - x.cell_accuracy for x, y in zip(b, m)]
     return ModeComparison(
         scoring="generate",
         n=len(b),
@@ -377,6 +383,7 @@ def compare_generation(
         ),
         significant_gain=cell.low > 0 or (significant and wins > losses),
         significant_loss=cell.high < 0 or (significant and losses > wins),
+        primary_test=signed_rank_test(changes),
     )
 
 
@@ -448,6 +455,17 @@ def compare_forced(
         ),
         significant_gain=gain,
         significant_loss=loss,
+        primary_test=(
+            signed_rank_test(
+                [
+                    float(y.forced_cell_accuracy) - float(x.forced_cell_accuracy)
+                    for x, y in zip(b, m)
+                    if x.forced_cell_accuracy is not None and y.forced_cell_accuracy is not None
+                ]
+            )
+            if has_cells
+            else rank
+        ),
     )
     return mode, likelihood
 
@@ -486,7 +504,7 @@ def _numbers(mode: ModeComparison) -> str:
     )
 
 
-def likelihood_line(lik: LikelihoodComparison) -> str:
+def likelihood_line(lik: LikelihoodComparison, names: tuple[str, str] = ("base", "merged")) -> str:
     """``likelihood: ...`` -- both answer NLLs, the paired delta with its CI, the test, noise."""
     d = lik.delta
     noise = (
@@ -495,7 +513,7 @@ def likelihood_line(lik: LikelihoodComparison) -> str:
         else "noise floor not measured"
     )
     return (
-        f"answer NLL base {d.base:.3f} -> merged {d.merged:.3f} nats/token (delta "
+        f"answer NLL {names[0]} {d.base:.3f} -> {names[1]} {d.merged:.3f} nats/token (delta "
         f"{d.diff:+.3f}, 95% CI {d.low:+.3f} to {d.high:+.3f}, signed-rank p="
         f"{lik.signed_rank.p:.3g}, n={d.n}); {noise}"
     )
@@ -511,8 +529,10 @@ def decide(
     forced: ModeComparison | None,
     likelihood: LikelihoodComparison | None,
     alpha: float = DEFAULT_ALPHA,
+    names: tuple[str, str] = ("base", "merged"),
 ) -> Comparison:
-    """The verdict and its headline from whatever ran (see the module doc for the rule)."""
+    """The verdict and its headline from whatever ran (see the module doc for the rule);
+    ``names``: the reference's and the candidate's, as the headline says them."""
     primary, secondary = _primary_of(generation, forced)
     under: str | None = None
     same_answers = texts_identical is True or answers_within_noise
@@ -556,6 +576,7 @@ def decide(
             forced,
             likelihood,
             flip_margin=flip_margin,
+            names=names,
         )
     modes = [m for m in (primary, secondary) if m is not None]
     numbers = "; ".join(_numbers(m) for m in modes)
@@ -578,7 +599,7 @@ def decide(
             rule = "not the rule" if primary.baseline.standing is Standing.BELOW else "not shown"
             headline = (
                 f"improved over base, but no skill beyond the trivial baselines ({rule}): "
-                f"{primary.baseline.sentence()}; " + numbers
+                f"{primary.baseline.sentence(names[1])}; " + numbers
             )
     else:
         verdict = Verdict.NO_EFFECT
@@ -586,7 +607,7 @@ def decide(
     if verdict is Verdict.NO_EFFECT and likelihood is not None and likelihood.significant:
         under = (
             f"learning under the surface: the right answers became significantly "
-            f"{likelihood.direction} likely ({likelihood_line(likelihood)})"
+            f"{likelihood.direction} likely ({likelihood_line(likelihood, names)})"
             + ("; train longer" if likelihood.delta.diff < 0 else "")
         )
         headline = f"no effect on the answers -- {under}; " + numbers
@@ -601,6 +622,7 @@ def decide(
         likelihood,
         under,
         flip_margin,
+        names,
     )
 
 
@@ -616,6 +638,7 @@ def compare_runs(
     noise: NoiseFloor | None = None,
     flip_margin: float | None = None,
     alpha: float = DEFAULT_ALPHA,
+    names: tuple[str, str] = ("base", "merged"),
 ) -> Comparison:
     """Base vs merged from whatever was scored: greedy answers (``base``/``merged`` with their
     texts, in the same item order) and/or teacher-forced scores; ``baselines`` are the trivial
@@ -655,4 +678,5 @@ def compare_runs(
         forced=forced,
         likelihood=likelihood,
         alpha=alpha,
+        names=names,
     )

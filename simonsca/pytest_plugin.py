@@ -45,6 +45,19 @@ def _plan(config: pytest.Config) -> Any:
     return config.stash[_PLAN]
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every check runs once per candidate: ``test_x[checkpoint-20]`` (``test_x[merged]``)."""
+    if "simonsca_candidate" not in metafunc.fixturenames:
+        return
+    from simonsca.errors import SimonscaError
+
+    try:
+        names = [c.name for c in _plan(metafunc.config).candidates]
+    except SimonscaError:
+        names = ["merged"]  # the plan's error is reported once, at the end of collection
+    metafunc.parametrize("simonsca_candidate", names, ids=names)
+
+
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
@@ -63,7 +76,8 @@ def pytest_collection_modifyitems(
 
 @pytest.fixture(scope="session")
 def simonsca_result(request: pytest.FixtureRequest) -> Any:
-    """The evaluation of base vs merged, run once per session and shared by every test."""
+    """The evaluation of the reference and every candidate, run once per session and shared by
+    every test."""
     config = request.config
     if _RESULT not in config.stash:
         from simonsca.errors import SimonscaError
@@ -84,11 +98,12 @@ def simonsca_result(request: pytest.FixtureRequest) -> Any:
     return config.stash[_RESULT]
 
 
-def enforce(result: Any, check: str) -> None:
-    """Turn one check's outcome into this test's outcome: pass, skip, xfail or fail."""
-    from simonsca.checks import Status
+def enforce(result: Any, check: str, candidate: str | None = None) -> None:
+    """Turn one check's outcome for ``candidate`` into this test's outcome: pass, skip, xfail or
+    fail."""
+    from simonsca.outcome import Status
 
-    outcome = result.record.check(check)
+    outcome = result.record.check(check, candidate)
     if outcome.status is Status.SKIPPED:
         pytest.skip(outcome.message)
     if outcome.status is Status.XFAILED:

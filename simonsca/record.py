@@ -11,25 +11,26 @@ from __future__ import annotations
 
 import json
 import platform
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from importlib import metadata
 from typing import Any
 
-from simonsca.checks import CheckOutcome, Status
 from simonsca.compare import Comparison, NoiseFloor, Verdict
 from simonsca.errors import StoredRunError
 from simonsca.forensics.findings import Finding
 from simonsca.likelihood import ForcedScore
 from simonsca.models.base import ModelInfo
+from simonsca.outcome import CheckOutcome, Status
+from simonsca.record_upgrade import UPGRADES
 from simonsca.scoring import ItemScore, score_text
 from simonsca.settings import Settings
 from simonsca.summary import Summary
 from simonsca.tasks import Item
 
-SCHEMA = "simonsca.report/2"
+SCHEMA = "simonsca.report/3"
 
 Grid = tuple[tuple[int, ...], ...]
 
@@ -67,8 +68,9 @@ class Environment:
 class ModelEntry:
     """One model (or baseline) run in one prompt mode: who it is and how the run went."""
 
-    label: str  # "base", "merged", "base (chat)", "merged + adapter", "all-dead", ...
-    side: str  # "base", "merged", "merge check", "model" or "baseline"
+    label: str  # "base", "merged", "base (chat)", "checkpoint-20", "all-dead", ...
+    contender: str  # the reference's or candidate's name (the label without its prompt mode)
+    role: str  # "reference", "candidate", "model" (a one-model run) or "baseline"
     kind: str  # "model" or "baseline"
     prompt_mode: str
     info: ModelInfo
@@ -173,8 +175,9 @@ def item_record(
 
 @dataclass(frozen=True)
 class MergeCheck:
-    """Does the merged file answer like base + the adapter it was built from?"""
+    """Does a candidate's merged file answer like base + the adapter it was built from?"""
 
+    candidate: str
     adapter: str
     identical: int  # items whose answer texts are byte-identical
     n: int
@@ -182,6 +185,30 @@ class MergeCheck:
     @property
     def agreement(self) -> float:
         return self.identical / self.n if self.n else 0.0
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One candidate of a run: its name and, for a checkpoint, its training step."""
+
+    name: str
+    step: int | None = None
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """One comparison of a run: a candidate against the reference in one prompt mode."""
+
+    reference: str
+    candidate: str
+    prompt_mode: str
+    comparison: Comparison
+
+
+def label_of(contender: str, mode: str, primary: str) -> str:
+    """A contender's label in one prompt mode: its name in the primary mode, ``name (chat)``
+    etc. in the other."""
+    return contender if mode == primary else f"{contender} ({mode})"
 
 
 @dataclass(frozen=True)
@@ -194,9 +221,12 @@ class Evaluation:
     models: tuple[ModelEntry, ...]
     summaries: Mapping[str, Summary]  # label -> generation metrics
     forced_summaries: Mapping[str, Summary]  # label -> teacher-forced metrics
-    comparisons: Mapping[str, Comparison]  # prompt mode -> base vs merged (empty: one model)
-    files_identical: bool = False
-    merge_check: MergeCheck | None = None
+    reference: str | None  # the reference's name (None: one model, nothing to compare with)
+    candidates: tuple[Candidate, ...]  # in the order given (checkpoints: by step)
+    comparisons: tuple[Pairing, ...]  # each candidate against the reference, per prompt mode
+    # candidate -> its model files are byte-identical to the reference's (nothing was run)
+    identical_files: Mapping[str, bool] = field(default_factory=dict)
+    merge_checks: tuple[MergeCheck, ...] = ()
     noise: NoiseFloor | None = None
     findings: tuple[Finding, ...] = ()
     warnings: tuple[str, ...] = ()  # caveats for the reader (e.g. a server's weaker cache key)
@@ -207,7 +237,26 @@ class Evaluation:
 
     @property
     def comparison(self) -> Comparison | None:
-        return self.comparisons.get(self.primary_mode)
+        """The first candidate's comparison in the primary prompt mode (the only one, N = 1)."""
+        first = self.candidates[0].name if self.candidates else None
+        return self.comparison_of(first) if first is not None else None
+
+    def comparison_of(self, candidate: str, mode: str | None = None) -> Comparison | None:
+        """``candidate`` against the reference in ``mode`` (default: the primary prompt mode)."""
+        wanted = mode or self.primary_mode
+        for p in self.comparisons:
+            if p.candidate == candidate and p.prompt_mode == wanted:
+                return p.comparison
+        return None
+
+    def files_identical(self, candidate: str) -> bool:
+        return self.identical_files.get(candidate, False)
+
+    def merge_check(self, candidate: str) -> MergeCheck | None:
+        return next((m for m in self.merge_checks if m.candidate == candidate), None)
+
+    def label(self, contender: str, mode: str | None = None) -> str:
+        return label_of(contender, mode or self.primary_mode, self.primary_mode)
 
     def labels(self, kind: str | None = None) -> tuple[str, ...]:
         return tuple(m.label for m in self.models if kind is None or m.kind == kind)
@@ -232,7 +281,12 @@ class EvalRecord:
 
     @property
     def verdict(self) -> Verdict | None:
+        """The first candidate's verdict (the only one, N = 1); see :meth:`verdict_of`."""
         comparison = self.evaluation.comparison
+        return comparison.verdict if comparison is not None else None
+
+    def verdict_of(self, candidate: str) -> Verdict | None:
+        comparison = self.evaluation.comparison_of(candidate)
         return comparison.verdict if comparison is not None else None
 
     @property
@@ -244,11 +298,12 @@ class EvalRecord:
         """What ``pytest evals/`` and ``simonsca compare``'s exit status both say."""
         return not self.failed
 
-    def check(self, name: str) -> CheckOutcome:
+    def check(self, name: str, candidate: str | None = None) -> CheckOutcome:
+        """Check ``name``'s outcome for ``candidate`` (default: the first candidate)."""
         for outcome in self.checks:
-            if outcome.name == name:
+            if outcome.name == name and (candidate is None or outcome.candidate == candidate):
                 return outcome
-        raise KeyError(name)
+        raise KeyError(name if candidate is None else f"{name}[{candidate}]")
 
 
 def now_iso() -> str:
@@ -268,13 +323,6 @@ def to_json(record: EvalRecord) -> str:
     """``report.json``: the record as JSON (non-finite numbers as null), keys in field order."""
     data: bytes = _adapter().dump_json(record, indent=1)
     return data.decode("utf-8") + "\n"
-
-
-#: How a record of an older schema is brought up to the next version, by the version it has:
-#: each function takes the parsed JSON and returns it one version newer (its ``schema`` set).
-#: Empty on purpose: ``simonsca.report/2`` is the first schema read back (no reader of
-#: ``simonsca.report/1`` ever shipped), so there is nothing older to upgrade yet.
-UPGRADES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
 
 def _schema_number(schema: str) -> int | None:

@@ -156,14 +156,15 @@ def setting(
     *,
     group: Group,
     metavar: str | None = None,
-    action: Literal["store_true", "store_false"] | None = None,
+    action: Literal["store_true", "store_false", "append"] | None = None,
     plugin_flag: str | None = None,
     cli: bool = True,
     pyproject: bool = True,
 ) -> Any:
     """A field of :class:`Settings` with its command-line face.
 
-    ``plugin_flag`` renames the option under pytest where the plain flag is too generic to claim
+    ``action="append"`` makes a repeatable option: its value is a tuple, each element parsed by
+    ``parse`` (in ``[tool.simonsca]`` one value or a list). ``plugin_flag`` renames the option under pytest where the plain flag is too generic to claim
     in every pytest run (the CLI accepts both spellings). ``cli=False`` keeps a setting off the
     ``simonsca`` commands (``pytest``-only); ``pyproject=False`` off ``[tool.simonsca]``.
     """
@@ -196,21 +197,34 @@ class Settings:
         group="models",
         metavar="GGUF|URL",
     )
-    merged_model: str | None = setting(
-        None,
+    merged_model: tuple[str, ...] = setting(
+        (),
         model_ref,
-        "finetuned (merged) model: a GGUF file or a server URL",
+        "a candidate: a finetuned (merged) GGUF file, a folder of checkpoint GGUFs (taken in "
+        "step order) or a server URL; NAME=PATH names it; repeat for several candidates",
         group="models",
         metavar="GGUF|URL",
+        action="append",
     )
-    lora: str | None = setting(
-        None,
+    lora: tuple[str, ...] = setting(
+        (),
         text,
-        "LoRA adapter applied to the merged side at load (GGUF LoRA, PEFT or MLX folder, "
-        "llama.cpp lora.bin or checkpoint-N.gguf); without --merged-model: compare base with "
-        "base + adapter",
+        "an adapter applied at load (GGUF LoRA, PEFT or MLX folder, llama.cpp lora.bin or "
+        "checkpoint-N.gguf), or a folder of adapter checkpoints (taken in step order); NAME=PATH "
+        "names it. Without --merged-model each one is a candidate: base + adapter (repeat for "
+        "several, all applied to one loaded base); with one --merged-model: applied to it",
         group="models",
         metavar="ADAPTER",
+        action="append",
+    )
+    compare_to: str | None = setting(
+        None,
+        text,
+        "a stored run (its folder, its report.json, or a run id under the reports folder) as "
+        "the reference: the candidates are paired item by item with its stored answers, and "
+        "no reference model is run",
+        group="models",
+        metavar="RUN",
     )
     merged_from_lora: str | None = setting(
         None,
@@ -387,12 +401,28 @@ class Settings:
         group="checks",
         metavar="X",
     )
+    max_drop_vs_stored: float | None = setting(
+        None,
+        rate,
+        "with --compare-to: fail when a candidate's primary cell accuracy is lower than the "
+        "stored run's by more than X (0.02 or 2%%)",
+        group="checks",
+        metavar="X",
+    )
     alpha: float = setting(
         0.05,
         significance,
         "significance level of every test and (1 - alpha) CI",
         group="checks",
         metavar="A",
+    )
+    correction: str = setting(
+        "holm",
+        choice("holm", "bonferroni", "none"),
+        "how verdicts control false positives across several candidates: holm (step-down), "
+        "bonferroni (alpha / N each) or none (each candidate at alpha)",
+        group="checks",
+        metavar="METHOD",
     )
     # -- where results go
     reports_dir: str | None = setting(
@@ -494,7 +524,7 @@ def add_options(add: Callable[..., Any], groups: Iterable[Group], *, plugin: boo
         kwargs: dict[str, Any] = {"dest": dest(opt.key), "default": None, "help": opt.help}
         if opt.action is not None:
             kwargs["action"] = opt.action
-        else:
+        if opt.action in (None, "append"):
             kwargs["metavar"] = opt.metavar
         add(*names, **kwargs)
 
@@ -506,7 +536,9 @@ def dest(key: str) -> str:
 
 #: Settings whose value is a path: a relative one in ``[tool.simonsca]`` is read from the folder
 #: of the pyproject.toml that holds it (as it is on the command line from the current folder).
-PATH_KEYS = frozenset({"base_model", "merged_model", "lora", "merged_from_lora", "reports_dir"})
+PATH_KEYS = frozenset(
+    {"base_model", "merged_model", "lora", "merged_from_lora", "compare_to", "reports_dir"}
+)
 
 
 def find_pyproject(start: Path) -> Path | None:
@@ -548,18 +580,45 @@ def read_pyproject(start: Path) -> dict[str, Any]:
         )
     return {
         key: (
-            _from_folder(path.parent, value) if key in PATH_KEYS else value,
+            _from_folder(path.parent, value)
+            if key in PATH_KEYS and (key != "compare_to" or _is_path(path.parent, value))
+            else value,
             f"{path} [tool.simonsca] {key}",
         )
         for key, value in table.items()
     }
 
 
+def _is_path(folder: Path, value: Any) -> bool:
+    """``--compare-to`` takes a run id or a path: rebased only when it names a path that exists
+    (a run id stays an id)."""
+    if not isinstance(value, str) or not value:
+        return False
+    run = value.rpartition(":")[0] if ":" in value else value
+    return (folder / value).exists() or bool(run) and (folder / run).exists()
+
+
 def _from_folder(folder: Path, value: Any) -> Any:
-    """A relative path read from ``folder``; URLs, absolute paths and non-strings as they are."""
+    """A relative path read from ``folder`` (each of a list; the PATH of ``NAME=PATH``); URLs,
+    absolute paths and non-strings as they are."""
+    if isinstance(value, list):
+        return [_from_folder(folder, v) for v in value]
     if not isinstance(value, str) or not value or value.startswith(("http://", "https://")):
         return value
-    return value if Path(value).is_absolute() else str(folder / value)
+    name, path = split_name(value)
+    if Path(path).is_absolute():
+        return value
+    return (f"{name}=" if name else "") + str(folder / path)
+
+
+def split_name(value: str) -> tuple[str | None, str]:
+    """``NAME=PATH`` -> (NAME, PATH); anything else (a path, a URL) -> (None, value). A name is
+    letters, digits, '-', '_' and '.'; a path with '=' in it stays a path when it exists."""
+    name, sep, rest = value.partition("=")
+    plain = all(ch.isalnum() or ch in "-_." for ch in name)
+    if not sep or not name or not rest or not plain or Path(value).exists():
+        return None, value
+    return name, rest
 
 
 def resolve(
@@ -573,23 +632,33 @@ def resolve(
     for key, (raw, where) in (pyproject or {}).items():
         values[key] = _parse(flags[key], raw, where)
     for key, raw in command_line.items():
-        if raw is None:
+        if raw is None or (opt_action(flags, key) == "append" and not raw):
             continue
         if key not in flags:
             raise ConfigError(f"unknown setting {key!r}")
         opt = flags[key]
         values[key] = (
-            raw if opt.action is not None and isinstance(raw, bool) else _parse(opt, raw, opt.flag)
+            raw
+            if opt.action in ("store_true", "store_false") and isinstance(raw, bool)
+            else _parse(opt, raw, opt.flag)
         )
     settings = Settings(**values)
     _cross_check(settings)
     return settings
 
 
+def opt_action(flags: Mapping[str, Option], key: str) -> str | None:
+    opt = flags.get(key)
+    return opt.action if opt is not None else None
+
+
 def _parse(opt: Option, raw: Any, where: str) -> Any:
     if raw is None:
         return None
     try:
+        if opt.action == "append":
+            values = raw if isinstance(raw, (list, tuple)) else [raw]
+            return tuple(opt.parse(v) for v in values)
         return opt.parse(raw)
     except ValueError as error:
         raise ConfigError(f"{where}: {error}") from None
@@ -602,7 +671,19 @@ def _cross_check(s: Settings) -> None:
             f"--eval-seed {s.eval_seed} + {s.n_items} items runs past the last held-out seed "
             f"{EVAL_SEED_END:,}"
         )
-    if s.merged_from_lora is not None and s.merged_model is None:
-        raise ConfigError("--merged-from-lora needs --merged-model (the merged file to check)")
-    if s.base_model is not None and s.merged_model is None and s.lora is None:
+    if s.merged_from_lora is not None and len(s.merged_model) != 1:
+        raise ConfigError(
+            "--merged-from-lora needs --merged-model (the one merged file to check)"
+            if not s.merged_model
+            else "--merged-from-lora names the adapter of one merged file; it cannot apply to "
+            f"{len(s.merged_model)} --merged-model candidates"
+        )
+    if s.base_model is not None and not s.merged_model and not s.lora and s.compare_to is None:
         raise ConfigError("--base-model needs --merged-model or --lora to compare against")
+    if len(s.merged_model) > 1 and s.lora:
+        raise ConfigError(
+            f"--lora with {len(s.merged_model)} --merged-model candidates is ambiguous: pass "
+            "adapters without --merged-model (each is base + adapter), or one --merged-model"
+        )
+    if s.max_drop_vs_stored is not None and s.compare_to is None:
+        raise ConfigError("--max-drop-vs-stored needs --compare-to (the stored run to compare)")

@@ -565,9 +565,10 @@ def test_plan_resolves_adapters_once_before_model_work(tmp_path: Path) -> None:
         {},
     )
     p = plan(chosen)
-    assert p.merged.lora is not None and p.merged.lora.suffix == ".gguf"
-    assert p.merged.lora.is_relative_to(tmp_path / "cache" / "adapters")
-    assert p.merged.label.endswith("+ peft-tiny.gguf")
+    merged = p.candidates[0].spec
+    assert merged.lora is not None and merged.lora.suffix == ".gguf"
+    assert merged.lora.is_relative_to(tmp_path / "cache" / "adapters")
+    assert merged.label.endswith("+ peft-tiny.gguf")
     chosen = settings_module.resolve(
         {
             "base_model": str(BASE),
@@ -578,7 +579,7 @@ def test_plan_resolves_adapters_once_before_model_work(tmp_path: Path) -> None:
         },
         {},
     )
-    built_from = plan(chosen).merged.built_from
+    built_from = plan(chosen).candidates[0].spec.built_from
     assert built_from is not None and built_from.name == "lora-tiny-20.gguf"
     narrow = tiny.write_tiny_model(
         tmp_path / "narrow.gguf", cfg=tiny.TinyConfig(n_embd=32, n_ff=64)

@@ -167,7 +167,7 @@ def _merged_answers(adapter: Path, reports: Path) -> tuple[str, list[str]]:
         }
     )
     record = run_suite(chosen, say=lambda _: None).record
-    entry = next(m for m in record.evaluation.models if m.side == "merged")
+    entry = next(m for m in record.evaluation.models if m.role == "candidate")
     answers = [it.answers[entry.label].text for it in record.evaluation.items if it.answers]
     return str(entry.info.adapter_path), answers
 
@@ -255,5 +255,5 @@ def test_pytest_evals_takes_a_peft_folder(pytester: pytest.Pytester, tmp_path: P
     assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), text
     assert "ERROR: simonsca" not in text and "Traceback" not in text
     report = json.loads(next((tmp_path / "reports").glob("*/report.json")).read_text())
-    merged = next(m for m in report["evaluation"]["models"] if m["side"] == "merged")
+    merged = next(m for m in report["evaluation"]["models"] if m["role"] == "candidate")
     assert merged["info"]["adapter_path"].endswith("peft-tiny.gguf")
