@@ -152,23 +152,14 @@ def _gain(metric: str, key: str) -> Callable[[Judged], tuple[Status, str]]:
     return evaluate
 
 
-def family_regressed(f: FamilyDelta, limit: float) -> bool:
-    """The no_family_regressed rule for one family: its cell accuracy (greedy or teacher-forced)
-    fell by more than ``limit``. (The limit is a share of cells: an NLL family has none.)"""
-    spec = METRICS[f.metric]
-    if spec.unit != "share":
-        return False
-    loss = -f.diff if spec.higher_is_better else f.diff
-    return loss > limit + 1e-12
-
-
-def family_regressions(c: Comparison, limit: float) -> list[FamilyDelta]:
-    """Every family of either scoring mode that regressed (see :func:`family_regressed`)."""
+def family_regressions(c: Comparison) -> list[FamilyDelta]:
+    """Every family of either scoring mode that regressed (``FamilyDelta.regressed``, decided by
+    :func:`simonsca.compare.family_regressed` with max_family_regression)."""
     out = [
         f
         for mode in (c.generation, c.forced)
         for f in (mode.families if mode is not None else ())
-        if family_regressed(f, limit)
+        if f.regressed
     ]
     return sorted(out, key=lambda f: -abs(f.diff))
 
@@ -182,7 +173,7 @@ def _families(e: Judged) -> tuple[Status, str]:
             if e.files_identical
             else (_skipped("no comparison with a reference in this run"))
         )
-    worst = family_regressions(c, limit)
+    worst = family_regressions(c)
     if worst:
         lines = "; ".join(
             f"{f.facet}={f.value} (n={f.n}): {METRICS[f.metric].label} "

@@ -55,6 +55,9 @@ from simonsca.stats import (
 )
 from simonsca.summary import Estimate, estimate, group_by_facet, metric_values
 
+#: ``max_family_regression``'s default (the settings table's): a family may lose 10 pp.
+DEFAULT_FAMILY_LIMIT = 0.10
+
 
 class Verdict(str, enum.Enum):
     IDENTICAL = "identical"  # the model files are byte-identical: nothing was run
@@ -109,6 +112,19 @@ class FamilyDelta:
     diff: float
     low: float
     high: float
+    # lost more than max_family_regression of its cell accuracy (:func:`family_regressed`): the
+    # no_family_regressed check's rule, decided once here for the check and every view
+    regressed: bool = False
+
+
+def family_regressed(metric: str, diff: float, limit: float) -> bool:
+    """The no_family_regressed rule for one family: its cell accuracy (greedy or teacher-forced)
+    fell by more than ``limit``. (The limit is a share of cells: an NLL family has none.)"""
+    spec = METRICS[metric]
+    if spec.unit != "share":
+        return False
+    loss = -diff if spec.higher_is_better else diff
+    return loss > limit + 1e-12
 
 
 @dataclass(frozen=True)
@@ -294,6 +310,7 @@ def _families(
     alpha: float,
     resamples: int,
     seed: int,
+    limit: float,
 ) -> tuple[FamilyDelta, ...]:
     partner = {s.seed: s for s in merged}
     out = []
@@ -305,7 +322,18 @@ def _families(
                 continue
             d = paired_bootstrap(b, m, confidence=1 - alpha, resamples=resamples, seed=seed)
             out.append(
-                FamilyDelta(facet, value, len(group), metric, d.a, d.b, d.diff, d.low, d.high)
+                FamilyDelta(
+                    facet,
+                    value,
+                    len(group),
+                    metric,
+                    d.a,
+                    d.b,
+                    d.diff,
+                    d.low,
+                    d.high,
+                    family_regressed(metric, d.diff, limit),
+                )
             )
     return tuple(out)
 
@@ -354,6 +382,7 @@ def compare_generation(
     alpha: float = DEFAULT_ALPHA,
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = DEFAULT_BOOTSTRAP_SEED,
+    family_limit: float = DEFAULT_FAMILY_LIMIT,
 ) -> ModeComparison:
     """Generation metrics, paired: deltas, McNemar on exact, families, baseline standing."""
     b, m = _pair(base, merged)
@@ -371,7 +400,7 @@ def compare_generation(
         n=len(b),
         deltas=deltas,
         exact_test=test,
-        families=_families(b, m, "cell_accuracy", alpha, resamples, seed),
+        families=_families(b, m, "cell_accuracy", alpha, resamples, seed, family_limit),
         baseline=baseline_standing(
             m,
             baselines or {},
@@ -396,6 +425,7 @@ def compare_forced(
     alpha: float = DEFAULT_ALPHA,
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = DEFAULT_BOOTSTRAP_SEED,
+    family_limit: float = DEFAULT_FAMILY_LIMIT,
 ) -> tuple[ModeComparison, LikelihoodComparison]:
     """Teacher-forced metrics, paired; and the answer-NLL comparison against the noise floor.
 
@@ -438,7 +468,13 @@ def compare_forced(
         deltas=deltas,
         exact_test=test,
         families=_families(
-            b, m, "forced_cell_accuracy" if has_cells else "nll", alpha, resamples, seed
+            b,
+            m,
+            "forced_cell_accuracy" if has_cells else "nll",
+            alpha,
+            resamples,
+            seed,
+            family_limit,
         ),
         baseline=(
             baseline_standing(
@@ -639,6 +675,7 @@ def compare_runs(
     flip_margin: float | None = None,
     alpha: float = DEFAULT_ALPHA,
     names: tuple[str, str] = ("base", "merged"),
+    family_limit: float = DEFAULT_FAMILY_LIMIT,
 ) -> Comparison:
     """Base vs merged from whatever was scored: greedy answers (``base``/``merged`` with their
     texts, in the same item order) and/or teacher-forced scores; ``baselines`` are the trivial
@@ -649,7 +686,9 @@ def compare_runs(
     generation: ModeComparison | None = None
     identical: bool | None = None
     if base:
-        generation = compare_generation(base, merged, baselines=bar, alpha=alpha)
+        generation = compare_generation(
+            base, merged, baselines=bar, alpha=alpha, family_limit=family_limit
+        )
         if base_texts is not None and merged_texts is not None:
             if len(base_texts) != len(base) or len(merged_texts) != len(merged):
                 raise ValueError("answer texts must be given in the same order as their scores")
@@ -661,7 +700,12 @@ def compare_runs(
         seeds = {s.seed for s in base_forced}
         forced_bar = {name: [s for s in scores if s.seed in seeds] for name, scores in bar.items()}
         forced, likelihood = compare_forced(
-            base_forced, merged_forced, baselines=forced_bar, noise=noise, alpha=alpha
+            base_forced,
+            merged_forced,
+            baselines=forced_bar,
+            noise=noise,
+            alpha=alpha,
+            family_limit=family_limit,
         )
     within = identical is True or (
         identical is False

@@ -19,6 +19,7 @@ from importlib import metadata
 from typing import Any
 
 from simonsca.compare import Comparison, NoiseFloor, Verdict
+from simonsca.curve import Curve
 from simonsca.errors import StoredRunError
 from simonsca.forensics.findings import Finding
 from simonsca.likelihood import ForcedScore
@@ -230,6 +231,7 @@ class Evaluation:
     noise: NoiseFloor | None = None
     findings: tuple[Finding, ...] = ()
     warnings: tuple[str, ...] = ()  # caveats for the reader (e.g. a server's weaker cache key)
+    curve: Curve | None = None  # the learning curve, when two or more candidates have a step
 
     @property
     def primary_mode(self) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from simonsca.compare import family_regressed
+
 Upgrade = Callable[[dict[str, Any]], dict[str, Any]]
 
 #: The two-model run's fixed names, before a run had a reference and N candidates.
@@ -32,6 +34,11 @@ def _two_to_three(data: dict[str, Any]) -> dict[str, Any]:
     s.setdefault("max_drop_vs_stored", None)
     s.setdefault("correction", "holm")
     e["settings"] = s
+    limit = float(s.get("max_family_regression", 0.10))
+    for comparison in e["comparisons"].values():
+        for mode in (comparison.get("generation"), comparison.get("forced")):
+            for f in (mode or {}).get("families", []):
+                f.setdefault("regressed", family_regressed(f["metric"], f["diff"], limit))
     roles = {"base": "reference", "merged": "candidate"}
     models = []
     for m in e["models"]:

@@ -20,6 +20,7 @@ from simonsca.cache import open_cache
 from simonsca.checks import evaluate_checks
 from simonsca.compare import Comparison, NoiseFloor, Verdict, compare_runs
 from simonsca.contenders import Contender
+from simonsca.curve import learning_curve
 from simonsca.forensics.findings import Finding, Severity
 from simonsca.gguf_file import identical_files
 from simonsca.likelihood import ForcedScore, forced_score
@@ -162,6 +163,7 @@ def _compare_mode(
     noise: NoiseFloor | None,
     alpha: float,
     flip_margin: float | None,
+    family_limit: float,
 ) -> Comparison:
     answered = [i for i in items if ref in i.answers and cand in i.answers]
     forced = [i for i in items if ref in i.forced and cand in i.forced]
@@ -177,6 +179,7 @@ def _compare_mode(
         flip_margin=flip_margin,
         alpha=alpha,
         names=names,
+        family_limit=family_limit,
     )
 
 
@@ -207,6 +210,7 @@ def _comparisons(
             answers.noise,
             alpha,
             answers.flips.get(cand),
+            s.max_family_regression,
         )
 
     first = {c.name: judge(c, primary, s.alpha) for c in running}
@@ -357,7 +361,9 @@ def evaluate_plan(p: Plan, *, say: Say = stderr) -> EvalRecord:
         noise=answers.noise,
         warnings=tuple(dict.fromkeys(warnings)),
     )
-    evaluation = replace(evaluation, findings=_findings(p, evaluation, say))
+    evaluation = replace(
+        evaluation, findings=_findings(p, evaluation, say), curve=learning_curve(evaluation)
+    )
     record = EvalRecord(
         schema=SCHEMA,
         run_id=p.run_id,

@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 from simonsca import codec
-from simonsca.checks import Status, evaluate_checks
+from simonsca.checks import evaluate_checks
+from simonsca.outcome import Status
 from simonsca.compare import compare_runs
 from simonsca.curve import GETTING_WORSE, PLATEAU, STILL_LEARNING, UNCONFIRMED, learning_curve
 from simonsca.dataset import eval_items
@@ -267,6 +268,7 @@ def build_record(
         ),
         warnings=(f"{names[0]}: the server said {HOSTILE}",),
     )
+    evaluation = replace(evaluation, curve=learning_curve(evaluation))  # as the suite does
     return EvalRecord(
         schema=SCHEMA,
         run_id="20261128-210000-abc123",

@@ -14,7 +14,7 @@ from markupsafe import Markup, escape
 
 from simonsca.compare import Comparison, Delta, FamilyDelta
 from simonsca.metrics import METRICS, MetricSpec
-from simonsca.report.tables import NAMES, regressed
+from simonsca.report.tables import NAMES
 
 Grid = Sequence[Sequence[int]]
 
@@ -178,7 +178,7 @@ def _delta_row(d: Delta) -> ForestRow:
 
 
 def _family_row(f: FamilyDelta, limit: float) -> ForestRow:
-    flagged = regressed(f, limit)  # the no_family_regressed check's own rule
+    flagged = f.regressed  # decided once, with the no_family_regressed check's rule
     label = f"{f.facet}={f.value} (n={f.n})"
     return ForestRow("family", f.metric, label, f.diff, f.low, f.high, flagged, f.facet, f.value)
 

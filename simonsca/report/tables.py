@@ -7,16 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from simonsca.checks import family_regressed
 from simonsca.compare import (
     Comparison,
     Delta,
-    FamilyDelta,
     LikelihoodComparison,
     ModeComparison,
     likelihood_line,
 )
-from simonsca.curve import Curve, learning_curve
+from simonsca.curve import Curve
 from simonsca.metrics import FORCED_METRICS, GENERATION_METRICS, METRICS
 from simonsca.outcome import CheckOutcome, Status
 from simonsca.record import EvalRecord, Evaluation, MergeCheck
@@ -98,18 +96,12 @@ def delta_rows(comparison: Comparison) -> Table:
     return header, rows
 
 
-def regressed(f: FamilyDelta, limit: float) -> bool:
-    """Did this family lose more than the limit? (The no_family_regressed check's own rule; the
-    one place the views ask it.)"""
-    return family_regressed(f, limit)
-
-
 def family_rows(mode: ModeComparison, limit: float, names: tuple[str, str] = NAMES) -> Table:
     header = ["facet", "value", "n", *names, "delta", "95% CI"]
     rows = []
     for f in mode.families:
         spec = METRICS[f.metric]
-        flag = " (!)" if regressed(f, limit) else ""
+        flag = " (!)" if f.regressed else ""
         rows.append(
             [
                 f.facet,
@@ -149,9 +141,9 @@ def primary_comparisons(evaluation: Evaluation) -> list[tuple[str, Comparison]]:
 
 
 def curve_of(evaluation: Evaluation) -> Curve | None:
-    """The run's learning curve (None: fewer than two checkpoints) -- the one place the views
-    get it (from the record's items and summaries, by :func:`simonsca.curve.learning_curve`)."""
-    return learning_curve(evaluation)
+    """The run's learning curve (None: fewer than two checkpoints), as the record holds it --
+    the one place the views get it."""
+    return evaluation.curve
 
 
 def several(evaluation: Evaluation) -> bool:
