@@ -109,14 +109,14 @@ def enforce(result: Any, check: str, candidate: str | None = None) -> None:
     if outcome.status is Status.XFAILED:
         pytest.xfail(outcome.message)
     if outcome.status is Status.FAILED:
-        pytest.fail(outcome.message + "\n" + _context(result), pytrace=False)
+        pytest.fail(outcome.message + "\n" + _context(result, candidate), pytrace=False)
 
 
-def _context(result: Any) -> str:
+def _context(result: Any, candidate: str | None) -> str:
     from simonsca.report.tables import verdict_line
 
     record = result.record
-    lines = [verdict_line(record) or "", f"compared: {record.evaluation.compared}"]
+    lines = [verdict_line(record, candidate) or "", f"compared: {record.evaluation.compared}"]
     lines += [f"finding [{f.code}]: {f.title}" for f in record.evaluation.findings]
     if result.report_dir is not None:
         lines.append(f"report: {result.report_dir / 'report.html'}")
