@@ -14,11 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from simonsca.compare import Comparison, FamilyDelta, Verdict
+from simonsca.compare import FamilyDelta
 from simonsca.metrics import METRICS
 from simonsca.outcome import CheckOutcome, Status
 from simonsca.record import Evaluation
 from simonsca.settings import Settings
+from simonsca.verdict import Comparison, Verdict
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from functools import cache
 from importlib import metadata
 from typing import Any
 
-from simonsca.compare import Comparison, NoiseFloor, Verdict
+from simonsca.compare import NoiseFloor
 from simonsca.curve import Curve
 from simonsca.errors import StoredRunError
 from simonsca.forensics.findings import Finding
@@ -30,6 +30,7 @@ from simonsca.scoring import ItemScore, score_text
 from simonsca.settings import Settings
 from simonsca.summary import Summary
 from simonsca.tasks import Item
+from simonsca.verdict import Comparison, Verdict
 
 SCHEMA = "simonsca.report/3"
 

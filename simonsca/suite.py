@@ -18,7 +18,7 @@ from pathlib import Path
 from simonsca.answering import Answers, Say, answer_all, stderr
 from simonsca.cache import open_cache
 from simonsca.checks import evaluate_checks
-from simonsca.compare import Comparison, NoiseFloor, Verdict, compare_runs
+from simonsca.compare import NoiseFloor
 from simonsca.contenders import Contender
 from simonsca.curve import learning_curve
 from simonsca.forensics.findings import Finding, Severity
@@ -47,6 +47,7 @@ from simonsca.runner import ForcedRun, GenerationRun, answer_baseline
 from simonsca.settings import Settings
 from simonsca.summary import summarize
 from simonsca.tasks import Item
+from simonsca.verdict import Comparison, Verdict, compare_runs
 
 __all__ = ["SuiteResult", "evaluate_plan", "make_run_id", "plan", "run_baselines", "run_suite"]
 

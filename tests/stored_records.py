@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from simonsca import record as record_module
-from simonsca.compare import NoiseFloor, compare_runs
+from simonsca.compare import NoiseFloor
 from simonsca.dataset import eval_items, families
 from simonsca.likelihood import forced_score
 from simonsca.metrics import FORCED_METRICS, GENERATION_METRICS
@@ -47,6 +47,7 @@ from simonsca.record import (
 from simonsca.settings import Settings
 from simonsca.summary import summarize
 from simonsca.tasks import Item
+from simonsca.verdict import compare_runs
 
 V2 = Path(__file__).parent / "stored_runs"
 NOISE = NoiseFloor(item_nll=0.001, token_logprob=0.02, n_items=4, method="by hand")

@@ -5,18 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from simonsca.compare import (
-    NoiseFloor,
-    Standing,
-    Verdict,
-    baseline_standing,
-    compare_runs,
-)
+from simonsca.compare import NoiseFloor, Standing, baseline_standing
 from simonsca.errors import ModelFileError
 from simonsca.gguf_file import file_sha256, identical_files
 from simonsca.likelihood import ForcedScore
 from simonsca.scoring import ItemScore
 from simonsca.summary import Estimate
+from simonsca.verdict import Verdict, compare_runs
 
 FACETS = (
     ("task", "next"),

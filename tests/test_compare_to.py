@@ -289,8 +289,8 @@ def test_the_stored_answers_pair_with_a_new_candidate(reports: Path) -> None:
     """What the suite does with them: each item's record gets the stored answers under the
     reference's label, and the paired comparison runs as with a reference model -- here a
     candidate that answers exactly as the stored one did: no change at all."""
-    from simonsca.compare import compare_runs
     from simonsca.record import item_record
+    from simonsca.verdict import compare_runs
 
     settings, items = _new_run(reports, "early")
     ref = load_reference(settings, items)

@@ -21,8 +21,6 @@ import pytest
 
 from simonsca import codec
 from simonsca.checks import evaluate_checks
-from simonsca.outcome import Status
-from simonsca.compare import compare_runs
 from simonsca.curve import GETTING_WORSE, PLATEAU, STILL_LEARNING, UNCONFIRMED, learning_curve
 from simonsca.dataset import eval_items
 from simonsca.errors import OutputExistsError
@@ -31,6 +29,7 @@ from simonsca.likelihood import forced_score
 from simonsca.metrics import FORCED_METRICS, GENERATION_METRICS
 from simonsca.models import BASELINES
 from simonsca.models.base import AnswerLikelihood, ModelInfo
+from simonsca.outcome import Status
 from simonsca.record import (
     SCHEMA,
     AnswerRecord,
@@ -56,6 +55,7 @@ from simonsca.runner import GenerationRun, answer_baseline
 from simonsca.settings import Settings
 from simonsca.summary import summarize
 from simonsca.tasks import Item, Task
+from simonsca.verdict import compare_runs
 
 HOSTILE = "</script><img src=x onerror=alert(1)>"
 HOSTILE_FILE = "/models/we`ird <b>bold</b> ``x``.gguf"

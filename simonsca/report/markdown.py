@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 
-from simonsca.compare import Comparison
 from simonsca.metrics import METRICS
 from simonsca.record import EvalRecord, Evaluation
 from simonsca.report.curve_views import curve_notes, curve_rows
@@ -30,6 +29,7 @@ from simonsca.report.tables import (
     verdict_lines,
     verdict_title,
 )
+from simonsca.verdict import Comparison
 
 _LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029\x85\x0b\x0c]")
 

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-from simonsca.compare import Comparison, Delta, FamilyDelta
+from simonsca.compare import Delta, FamilyDelta
 from simonsca.metrics import METRICS, MetricSpec
 from simonsca.report.tables import NAMES
+from simonsca.verdict import Comparison
 
 Grid = Sequence[Sequence[int]]
 

@@ -7,18 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from simonsca.compare import (
-    Comparison,
-    Delta,
-    LikelihoodComparison,
-    ModeComparison,
-    likelihood_line,
-)
+from simonsca.compare import Delta, LikelihoodComparison, ModeComparison
 from simonsca.curve import Curve
 from simonsca.metrics import FORCED_METRICS, GENERATION_METRICS, METRICS
 from simonsca.outcome import CheckOutcome, Status
 from simonsca.record import EvalRecord, Evaluation, MergeCheck
 from simonsca.summary import Estimate
+from simonsca.verdict import Comparison, likelihood_line
 
 Table = tuple[list[str], list[list[str]]]
 
