@@ -29,7 +29,7 @@ _PUBLIC = {
     "score_item": "simonsca.scoring",
     "forced_score": "simonsca.likelihood",
     "summarize": "simonsca.summary",
-    "Verdict": "simonsca.compare",
+    "Verdict": "simonsca.verdict",
     "Settings": "simonsca.settings",
     "CHECKS": "simonsca.checks",
     "EvalRecord": "simonsca.record",
