@@ -583,10 +583,10 @@ def test_a_malformed_chat_template_under_pytest_is_one_usage_error(
 def test_a_runaway_chat_template_is_stopped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    from simonsca.models import llamacpp
+    from simonsca.models import chat_template
 
-    monkeypatch.setattr(llamacpp, "TEMPLATE_SECONDS", 0.3)
-    monkeypatch.setattr(llamacpp, "TEMPLATE_RANGE_STEPS", 10**12)  # the clock stops it here
+    monkeypatch.setattr(chat_template, "TEMPLATE_SECONDS", 0.3)
+    monkeypatch.setattr(chat_template, "TEMPLATE_RANGE_STEPS", 10**12)  # the clock stops it here
     model = with_chat_template(BASE, tmp_path / "runaway.gguf", RUNAWAY)
     started = time.monotonic()
     run = cli(
@@ -610,7 +610,7 @@ def test_a_runaway_chat_template_is_stopped(
 def test_a_runaway_chat_template_is_stopped_outside_the_main_thread_too() -> None:
     """SIGALRM only reaches the main thread; the loop-step budget stops a runaway anywhere,
     and leaves a template that loops a little alone."""
-    from simonsca.models.llamacpp import TEMPLATE_RANGE_STEPS, ChatTemplate
+    from simonsca.models.chat_template import TEMPLATE_RANGE_STEPS, ChatTemplate
 
     looping = ChatTemplate(
         "{% for i in range(3) %}{{ i }}{% endfor %}{{ range(5)|length }}{{ range(4)[2] }}"
@@ -640,7 +640,7 @@ def test_a_runaway_chat_template_is_stopped_outside_the_main_thread_too() -> Non
 
 
 def test_the_template_time_limit_gives_back_an_outer_alarm() -> None:
-    from simonsca.models.llamacpp import ChatTemplate
+    from simonsca.models.chat_template import ChatTemplate
 
     fired: list[int] = []
     previous = signal.signal(signal.SIGALRM, lambda *_: fired.append(1))

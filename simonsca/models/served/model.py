@@ -19,6 +19,7 @@ from simonsca.models.base import (
     max_tokens_for,
     watch_cut,
 )
+from simonsca.models.chat_template import check_chat_template, render_fallback
 from simonsca.models.served.client import HttpClient, ScoringUnsupported
 from simonsca.models.served.facts import ServerFacts
 from simonsca.models.served.kinds import DIALECTS
@@ -56,8 +57,6 @@ class ServedModel(CompletesOne):
         concurrency: int,
         chat_template: str | None = None,
     ) -> None:
-        from simonsca.models.llamacpp import check_chat_template
-
         if concurrency < 1:
             raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
         check_chat_template(chat_template)
@@ -136,11 +135,9 @@ class ServedModel(CompletesOne):
         return max_tokens_for(self.count_tokens(answer))
 
     def chat_prompt(self, item_or_text: Item | str) -> str:
-        from simonsca.models.llamacpp import FALLBACK_CHAT_TEMPLATES
-
         message = item_or_text.user_message if isinstance(item_or_text, Item) else item_or_text
         if self._fallback:
-            return FALLBACK_CHAT_TEMPLATES[self._fallback].format(message=message)
+            return render_fallback(self._fallback, message)
         rendered = self._dialect.render_chat(message)
         return rendered if rendered is not None else SERVER_CHAT_PREFIX + message
 

@@ -25,6 +25,7 @@ from simonsca.models.base import (
     GenerationRequest,
     LikelihoodRequest,
 )
+from simonsca.models.chat_template import FALLBACK_CHOICES
 from simonsca.models.served.client import HttpClient, ServerError
 from simonsca.models.served.facts import ServerFacts, ServerKind
 from simonsca.models.served.forcing import (
@@ -204,11 +205,9 @@ class LlamaServerDialect(Dialect):
         goes to the chat endpoint). A GGUF without a template of its own is refused in one line,
         as the in-process backend refuses it, rather than chatted with in ChatML."""
         if not self.has_chat_template:
-            from simonsca.models.llamacpp import FALLBACK_CHAT_TEMPLATES
-
             raise ConfigError(
                 f"{self.facts.root}: the served model has no chat template (llama-server would "
-                "fall back to ChatML); pass --chat-template " + "|".join(FALLBACK_CHAT_TEMPLATES)
+                f"fall back to ChatML); pass --chat-template {FALLBACK_CHOICES}"
             )
         if not self.facts.chat_template:
             return None
