@@ -9,6 +9,7 @@ from simonsca.models.baselines import (
     OracleBaseline,
 )
 from simonsca.models.llamacpp import LlamaCppModel  # llama_cpp itself is imported on load
+from simonsca.models.open import open_model, opened  # a backend is imported when one is opened
 
 __all__ = [
     "BASELINES",
@@ -23,4 +24,6 @@ __all__ = [
     "ModelSpec",
     "MostCommonCountBaseline",
     "OracleBaseline",
+    "open_model",
+    "opened",
 ]
