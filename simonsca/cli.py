@@ -17,8 +17,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from simonsca import dataset, settings
+from simonsca import dataset, options, settings
 from simonsca.errors import ConfigError, SimonscaError
+from simonsca.parsers import integer
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -112,8 +113,8 @@ def _add_output_args(p: argparse.ArgumentParser, default_format: str) -> None:
 
 
 def _settings(args: argparse.Namespace) -> settings.Settings:
-    command_line = {o.key: getattr(args, settings.dest(o.key), None) for o in settings.options()}
-    return settings.resolve(command_line, settings.read_pyproject(Path.cwd()))
+    command_line = {o.key: getattr(args, options.dest(o.key), None) for o in options.options()}
+    return options.resolve(command_line, options.read_pyproject(Path.cwd()))
 
 
 def _print_result(result: Any) -> None:
@@ -138,14 +139,14 @@ def _compare(args: argparse.Namespace) -> int:
     from simonsca.suite import run_suite
 
     if args.base is not None:
-        given = getattr(args, settings.dest("base_model"))
+        given = getattr(args, options.dest("base_model"))
         if given is not None and given != args.base:
             raise ConfigError(f"{args.base} and --base-model {given} name two different models")
-        setattr(args, settings.dest("base_model"), args.base)
+        setattr(args, options.dest("base_model"), args.base)
     if args.candidates:
-        flagged = getattr(args, settings.dest("merged_model")) or []
+        flagged = getattr(args, options.dest("merged_model")) or []
         merged = [*args.candidates, *(m for m in flagged if m not in args.candidates)]
-        setattr(args, settings.dest("merged_model"), merged)
+        setattr(args, options.dest("merged_model"), merged)
     result = run_suite(_settings(args))
     _print_result(result)
     return 0 if result.record.passed else EXIT_FAILED
@@ -333,8 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=_Parser
     )
-    count = _typed(settings.integer(1, 10_000_000))
-    seed = _typed(settings.integer(0, settings.EVAL_SEED_END))
+    count = _typed(integer(1, 10_000_000))
+    seed = _typed(integer(0, settings.EVAL_SEED_END))
 
     gen = sub.add_parser(
         "generate",
@@ -385,11 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("model", metavar="MODEL", help="a .gguf file or a server URL")
     ev.add_argument(
         "--lora",
-        dest=settings.dest("lora"),
+        dest=options.dest("lora"),
         metavar="ADAPTER",
         help="LoRA adapter applied at load (GGUF LoRA, PEFT or MLX folder, lora.bin)",
     )
-    settings.add_options(ev.add_argument, run_groups, plugin=False)
+    options.add_options(ev.add_argument, run_groups, plugin=False)
     ev.set_defaults(handler=_eval)
 
     cmp = sub.add_parser(
@@ -408,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="candidates: merged .gguf files, folders of checkpoint GGUFs or server URLs "
         "(NAME=PATH names one); omit and pass --lora to compare BASE with BASE + adapter",
     )
-    settings.add_options(cmp.add_argument, ("models", *run_groups), plugin=False)
+    options.add_options(cmp.add_argument, ("models", *run_groups), plugin=False)
     cmp.set_defaults(handler=_compare)
 
     diff = sub.add_parser(
@@ -434,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     diff.add_argument(
         "--logit-items",
-        type=_typed(settings.integer(0, 10_000)),
+        type=_typed(integer(0, 10_000)),
         default=0,
         metavar="N",
         help="also compare next-token distributions on N eval items",
@@ -454,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     doc.add_argument("--model", required=True, metavar="BASE.gguf", help="whose tokenizer to use")
     doc.add_argument(
         "--ctx",
-        type=_typed(settings.integer(16, 1 << 22)),
+        type=_typed(integer(16, 1 << 22)),
         default=512,
         metavar="N",
         help="training context (default 512)",
@@ -471,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     doc.add_argument(
         "--eval-size",
-        type=_typed(settings.integer(0, settings.MAX_ITEMS)),
+        type=_typed(integer(0, settings.MAX_ITEMS)),
         default=200,
         metavar="N",
         help="eval items to check for overlap (default 200)",

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from simonsca.errors import ConfigError, ModelFileError
 from simonsca.models.base import ModelSpec
-from simonsca.settings import Settings, split_name
+from simonsca.options import split_name
+from simonsca.settings import Settings
 
 #: The reference's name when it is a model (a stored run's is its run id's).
 REFERENCE = "base"

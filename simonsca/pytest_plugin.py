@@ -19,10 +19,10 @@ _PLAN = pytest.StashKey[Any]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    from simonsca import settings
+    from simonsca import options
 
     group = parser.getgroup("simonsca", "simonsca: evaluate a finetuned model against its base")
-    settings.add_options(
+    options.add_options(
         group.addoption, ("models", "items", "backend", "checks", "output"), plugin=True
     )
 
@@ -34,14 +34,14 @@ def _uses_simonsca(items: list[pytest.Item]) -> bool:
 def _plan(config: pytest.Config) -> Any:
     """The checked plan for this session, built once (every file and folder checked here)."""
     if _PLAN not in config.stash:
-        from simonsca import settings, suite
+        from simonsca import options, suite
 
-        command_line = {o.key: config.getoption(settings.dest(o.key)) for o in settings.options()}
-        # From the current folder, as `simonsca compare` does (settings.find_pyproject), never
+        command_line = {o.key: config.getoption(options.dest(o.key)) for o in options.options()}
+        # From the current folder, as `simonsca compare` does (options.find_pyproject), never
         # from the rootdir: pytest derives that from the paths on its command line, so absolute
         # model paths make it "/" (and reports would land in /reports).
-        pyproject = settings.read_pyproject(Path.cwd())
-        config.stash[_PLAN] = suite.plan(settings.resolve(command_line, pyproject))
+        pyproject = options.read_pyproject(Path.cwd())
+        config.stash[_PLAN] = suite.plan(options.resolve(command_line, pyproject))
     return config.stash[_PLAN]
 
 

@@ -552,10 +552,10 @@ def test_merge_takes_a_peft_folder(tmp_path: Path) -> None:
 
 
 def test_plan_resolves_adapters_once_before_model_work(tmp_path: Path) -> None:
-    from simonsca import settings as settings_module
+    from simonsca import options
     from simonsca.suite import plan
 
-    chosen = settings_module.resolve(
+    chosen = options.resolve(
         {
             "base_model": str(BASE),
             "lora": str(PEFT),
@@ -569,7 +569,7 @@ def test_plan_resolves_adapters_once_before_model_work(tmp_path: Path) -> None:
     assert merged.lora is not None and merged.lora.suffix == ".gguf"
     assert merged.lora.is_relative_to(tmp_path / "cache" / "adapters")
     assert merged.label.endswith("+ peft-tiny.gguf")
-    chosen = settings_module.resolve(
+    chosen = options.resolve(
         {
             "base_model": str(BASE),
             "merged_model": str(BASE),
@@ -584,7 +584,7 @@ def test_plan_resolves_adapters_once_before_model_work(tmp_path: Path) -> None:
     narrow = tiny.write_tiny_model(
         tmp_path / "narrow.gguf", cfg=tiny.TinyConfig(n_embd=32, n_ff=64)
     )
-    chosen = settings_module.resolve(
+    chosen = options.resolve(
         {
             "base_model": str(narrow),
             "lora": str(MLX),

@@ -151,10 +151,10 @@ def test_scale_zero_gives_the_base_answers_exactly(
 
 
 def _merged_answers(adapter: Path, reports: Path) -> tuple[str, list[str]]:
-    from simonsca import settings
+    from simonsca import options
     from simonsca.suite import run_suite
 
-    chosen = settings.resolve(
+    chosen = options.resolve(
         {
             "base_model": str(BASE),
             "lora": str(adapter),

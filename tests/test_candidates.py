@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from simonsca import options
 from simonsca import settings as settings_module
 from simonsca.contenders import resolve_contenders
 from simonsca.errors import ConfigError
@@ -23,7 +24,7 @@ EVALS = Path(__file__).resolve().parents[1] / "simonsca" / "evals" / "test_finet
 
 def _settings(tmp_path: Path, **given: object) -> settings_module.Settings:
     raw = {"n_ctx": "512", "reports_dir": str(tmp_path / "reports"), **given}
-    return settings_module.resolve(raw, {})
+    return options.resolve(raw, {})
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +116,8 @@ def test_repeatable_options_from_pyproject_are_lists_read_from_its_folder(tmp_pa
     (tmp_path / "pyproject.toml").write_text(
         '[tool.simonsca]\nlora = ["a=ckpt/one.gguf", "ckpt/two.gguf"]\ncompare_to = "last-week"\n'
     )
-    read = settings_module.read_pyproject(tmp_path)
-    s = settings_module.resolve({}, read)
+    read = options.read_pyproject(tmp_path)
+    s = options.resolve({}, read)
     assert s.lora == (f"a={tmp_path / 'ckpt/one.gguf'}", str(tmp_path / "ckpt/two.gguf"))
     assert s.compare_to == "last-week"  # a run id, not a path
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from simonsca import settings
+from simonsca import options
 from simonsca.checks import CHECKS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,8 +18,8 @@ README = (ROOT / "README.md").read_text()
 WORKFLOW = ROOT / "examples" / "github-actions" / "simonsca-eval.yml"
 
 
-@pytest.mark.parametrize("option", settings.options(), ids=lambda o: o.key)
-def test_every_option_is_in_the_readme_table(option: settings.Option) -> None:
+@pytest.mark.parametrize("option", options.options(), ids=lambda o: o.key)
+def test_every_option_is_in_the_readme_table(option: options.Option) -> None:
     row = next(
         (line for line in README.splitlines() if line.startswith(f"| `{option.plugin_flag}`")), None
     )

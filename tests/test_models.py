@@ -196,9 +196,9 @@ def test_context_too_small(gemma_path: Path) -> None:
 
 
 def test_a_context_beyond_the_trained_one_is_refused_before_loading(tiny_model: Path) -> None:
-    from simonsca import settings, suite
+    from simonsca import options, suite
 
-    chosen = settings.resolve(
+    chosen = options.resolve(
         {
             "base_model": str(tiny_model),
             "merged_model": str(tiny_model),

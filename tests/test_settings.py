@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from simonsca import settings
+from simonsca import options, settings
 from simonsca.errors import ConfigError
 
 
@@ -15,8 +15,8 @@ def test_command_line_overrides_pyproject_overrides_defaults(tmp_path: Path) -> 
     (tmp_path / "pyproject.toml").write_text(
         "[tool.simonsca]\neval_size = 10\nmin_cell_gain = '5%'\nprompt_mode = 'both'\n"
     )
-    s = settings.resolve(
-        {"eval_size": "3", "min_exact_gain": None}, settings.read_pyproject(tmp_path)
+    s = options.resolve(
+        {"eval_size": "3", "min_exact_gain": None}, options.read_pyproject(tmp_path)
     )
     assert s.eval_size == 3
     assert s.min_cell_gain == pytest.approx(0.05)
@@ -36,7 +36,7 @@ def test_command_line_overrides_pyproject_overrides_defaults(tmp_path: Path) -> 
     ],
 )
 def test_one_parser_for_every_rate(key: str, value: object) -> None:
-    s = settings.resolve({key: value})
+    s = options.resolve({key: value})
     assert getattr(s, key) == pytest.approx(0.9 if "parse" in key or "merge" in key else 0.1)
 
 
@@ -63,7 +63,7 @@ def test_one_parser_for_every_rate(key: str, value: object) -> None:
 )
 def test_bad_values_are_one_line_naming_the_option(raw: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError) as info:
-        settings.resolve(raw)
+        options.resolve(raw)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
 
@@ -71,26 +71,26 @@ def test_bad_values_are_one_line_naming_the_option(raw: dict[str, str], message:
 def test_pyproject_values_name_the_file_and_key(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text("[tool.simonsca]\nmin_parse_rate = 2\n")
     with pytest.raises(ConfigError, match=r"pyproject.toml \[tool.simonsca\] min_parse_rate: "):
-        settings.resolve({}, settings.read_pyproject(tmp_path))
+        options.resolve({}, options.read_pyproject(tmp_path))
 
 
 def test_pyproject_unknown_keys_and_bad_toml_are_refused(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text("[tool.simonsca]\nmin_exact_gian = 0.1\n")
     with pytest.raises(ConfigError, match=r"unknown \[tool.simonsca\] key\(s\) min_exact_gian"):
-        settings.read_pyproject(tmp_path)
+        options.read_pyproject(tmp_path)
     (tmp_path / "pyproject.toml").write_text("[tool.simonsca\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
-        settings.read_pyproject(tmp_path)
+        options.read_pyproject(tmp_path)
 
 
 def test_pyproject_without_table_is_empty(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
-    assert settings.read_pyproject(tmp_path) == {}
+    assert options.read_pyproject(tmp_path) == {}
 
 
 def test_repository_pyproject_settings_are_valid() -> None:
     root = Path(__file__).resolve().parents[1]
-    s = settings.resolve({}, settings.read_pyproject(root))
+    s = options.resolve({}, options.read_pyproject(root))
     assert s.eval_size == 16 and s.min_cell_gain == pytest.approx(0.05)
 
 
@@ -101,7 +101,7 @@ def test_every_plugin_option_is_a_compare_option() -> None:
     from simonsca.cli import build_parser
 
     plugin_flags: list[str] = []
-    settings.add_options(
+    options.add_options(
         lambda *names, **kw: plugin_flags.extend(names),
         ("models", "items", "backend", "checks", "output"),
         plugin=True,
@@ -115,6 +115,6 @@ def test_every_plugin_option_is_a_compare_option() -> None:
 
 
 def test_store_false_flags_default_to_true() -> None:
-    s = settings.resolve({"cache": False, "early_stop": False})
+    s = options.resolve({"cache": False, "early_stop": False})
     assert (s.cache, s.early_stop) == (False, False)
     assert settings.Settings().cache and settings.Settings().early_stop

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from simonsca import settings
+from simonsca import options
 from simonsca.errors import StoredRunError
 from simonsca.record import EvalRecord, from_json
 from simonsca.report.files import LATEST
@@ -37,8 +37,8 @@ def reports_folder(given: str | Path | None = None, start: Path | None = None) -
     reports_dir``, else ``reports/`` -- the same rule ``simonsca compare`` writes by."""
     if given is not None:
         return Path(given)
-    table = settings.read_pyproject(start or Path.cwd())
-    chosen = settings.resolve({}, {k: v for k, v in table.items() if k == "reports_dir"})
+    table = options.read_pyproject(start or Path.cwd())
+    chosen = options.resolve({}, {k: v for k, v in table.items() if k == "reports_dir"})
     return Path(chosen.reports_dir or "reports")
 
 
