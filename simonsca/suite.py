@@ -20,9 +20,9 @@ from simonsca.cache import open_cache
 from simonsca.checks import evaluate_checks
 from simonsca.compare import NoiseFloor
 from simonsca.contenders import Contender
-from simonsca.curve import learning_curve
 from simonsca.forensics.findings import Finding, Severity
 from simonsca.gguf_file import identical_files
+from simonsca.learning_curve import learning_curve
 from simonsca.likelihood import ForcedScore, forced_score
 from simonsca.metrics import FORCED_METRICS, GENERATION_METRICS
 from simonsca.models import BASELINES

@@ -21,10 +21,11 @@ import pytest
 
 from simonsca import codec
 from simonsca.checks import evaluate_checks
-from simonsca.curve import GETTING_WORSE, PLATEAU, STILL_LEARNING, UNCONFIRMED, learning_curve
+from simonsca.curve import GETTING_WORSE, PLATEAU, STILL_LEARNING, UNCONFIRMED
 from simonsca.dataset import eval_items
 from simonsca.errors import OutputExistsError
 from simonsca.forensics.findings import Finding, Severity
+from simonsca.learning_curve import learning_curve
 from simonsca.likelihood import forced_score
 from simonsca.metrics import FORCED_METRICS, GENERATION_METRICS
 from simonsca.models import BASELINES
