@@ -218,7 +218,7 @@ def _parse(opt: Option, raw: Any, where: str) -> Any:
 
 def _cross_check(s: Settings) -> None:
     """Combinations no single parser can see."""
-    if s.eval_seed + s.n_items > EVAL_SEED_END:
+    if s.eval_seed + s.n_items * (2 if s.confirm_best else 1) > EVAL_SEED_END:
         raise ConfigError(
             f"--eval-seed {s.eval_seed} + {s.n_items} items runs past the last held-out seed "
             f"{EVAL_SEED_END:,}"
@@ -236,6 +236,11 @@ def _cross_check(s: Settings) -> None:
         raise ConfigError(
             f"--lora with {len(s.merged_model)} --merged-model candidates is ambiguous: pass "
             "adapters without --merged-model (each is base + adapter), or one --merged-model"
+        )
+    if s.confirm_best and s.compare_to is not None:
+        raise ConfigError(
+            "--confirm-best answers the reference on fresh items, and a stored run (--compare-to) "
+            "cannot answer new items; confirm against the base instead"
         )
     if s.max_drop_vs_stored is not None and s.compare_to is None:
         raise ConfigError("--max-drop-vs-stored needs --compare-to (the stored run to compare)")

@@ -174,6 +174,15 @@ class Settings:
         group="items",
         action="store_false",
     )
+    confirm_best: bool = setting(
+        False,
+        flag,
+        "with checkpoints: answer the best one and the reference again on as many fresh "
+        "held-out items (the seeds after this run's), so the best is not measured on the items "
+        "it was picked on",
+        group="items",
+        action="store_true",
+    )
     chat_template: str | None = setting(
         None,
         choice("gemma", "llama3", "chatml"),

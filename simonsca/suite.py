@@ -15,16 +15,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from simonsca import dataset
 from simonsca.answering import Answers, Say, answer_all, stderr
 from simonsca.cache import open_cache
 from simonsca.checks import evaluate_checks
 from simonsca.compare import NoiseFloor
 from simonsca.contenders import Contender
+from simonsca.curve import Curve
 from simonsca.forensics.findings import Finding, Severity
 from simonsca.gguf_file import identical_files
 from simonsca.learning_curve import learning_curve
 from simonsca.likelihood import ForcedScore, forced_score
-from simonsca.metrics import FORCED_METRICS, GENERATION_METRICS
+from simonsca.metrics import FORCED_METRICS, GENERATION_METRICS, METRICS
 from simonsca.models import BASELINES
 from simonsca.multiplicity import candidate_levels
 from simonsca.plan import Plan, make_run_id, plan
@@ -302,6 +304,45 @@ def _stored_answers(
     }
 
 
+def _confirmed(p: Plan, curve: Curve | None, say: Say) -> Curve | None:
+    """With ``--confirm-best``: the best checkpoint and the reference answer as many fresh
+    held-out items (the seeds after this run's) -- the best is then measured on items it was not
+    picked on (picking and measuring on the same items flatters the winner)."""
+    s = p.settings
+    if not s.confirm_best or curve is None or curve.best is None or p.reference is None:
+        return curve
+    best = next(c for c in p.candidates if c.name == curve.best.name)
+    fresh_seed = s.eval_seed + s.n_items
+    say(f"simonsca: confirming {best.name} on {s.n_items} fresh items from seed {fresh_seed}")
+    fresh = replace(s, eval_seed=fresh_seed, confirm_best=False, reports_dir=None, run_id=None)
+    items = tuple(dataset.eval_items(s.n_items, fresh_seed, dataset.families(s.eval_family)))
+    again = evaluate_plan(
+        replace(p, settings=fresh, candidates=(best,), items=items, reports_dir=None), say=say
+    ).evaluation
+    comparison = again.comparison_of(best.name)
+    metric = curve.best.metric
+    summaries = again.forced_summaries if metric in FORCED_METRICS else again.summaries
+    summary = summaries.get(best.name)
+    value = summary.metrics.get(metric) if summary is not None else None
+    ref = summaries.get(p.reference.name)
+    ref_value = ref.metrics.get(metric) if ref is not None else None
+    if comparison is None or value is None or value.value is None:
+        return curve
+    spec = METRICS[metric]
+    sentence = (
+        f"on {value.n} fresh held-out items (seeds from {fresh_seed:,}): {spec.label} "
+        f"{spec.value_text(value.value)} (95% CI {spec.value_text(value.low)} to "
+        f"{spec.value_text(value.high)})"
+        + (
+            f", {p.reference.name} {spec.value_text(ref_value.value)}"
+            if ref_value is not None and ref_value.value is not None
+            else ""
+        )
+        + f"; verdict there {comparison.verdict.word}"
+    )
+    return replace(curve, best=replace(curve.best, confirmed=sentence))
+
+
 def evaluate_plan(p: Plan, *, say: Say = stderr) -> EvalRecord:
     """Run a checked :class:`Plan` and judge it; the record of the run."""
     s = p.settings
@@ -363,7 +404,9 @@ def evaluate_plan(p: Plan, *, say: Say = stderr) -> EvalRecord:
         warnings=tuple(dict.fromkeys(warnings)),
     )
     evaluation = replace(
-        evaluation, findings=_findings(p, evaluation, say), curve=learning_curve(evaluation)
+        evaluation,
+        findings=_findings(p, evaluation, say),
+        curve=_confirmed(p, learning_curve(evaluation), say),
     )
     record = EvalRecord(
         schema=SCHEMA,

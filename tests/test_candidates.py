@@ -280,3 +280,35 @@ def test_compare_to_a_stored_run_pairs_with_its_answers_and_gates(
         "--compare-to w1: stored run w1 was not run on the items of this run",
         "first seed (--eval-seed) 1000000 vs 1000100",
     )
+
+
+@pytest.mark.model
+def test_confirm_best_measures_the_best_checkpoint_on_fresh_items(
+    tmp_path: Path, sweep: Path
+) -> None:
+    from simonsca.report.terminal import render_terminal
+    from simonsca.suite import evaluate_plan
+
+    common = {"base_model": str(BASE), "lora": [str(sweep)], "eval_size": "2", "cache": False}
+    record = evaluate_plan(
+        plan(_settings(tmp_path, forced_size="4", confirm_best=True, **common)),
+        say=lambda _: None,
+    )
+    curve = record.evaluation.curve
+    assert curve is not None and curve.best is not None
+    confirmed = curve.best.confirmed
+    assert confirmed is not None and "on 4 fresh held-out items (seeds from 1,000,004)" in confirmed
+    assert f"confirmed: {confirmed}" in render_terminal(record)
+    # the confirmation is the run of the best alone (one pre-chosen candidate: no correction)
+    # on the items from the next seed
+    best = curve.best.name
+    alone = {**common, "lora": [f"{best}={sweep / best}.gguf"]}
+    fresh = evaluate_plan(
+        plan(_settings(tmp_path, forced_size="4", eval_seed="1000004", run_id="fresh", **alone)),
+        say=lambda _: None,
+    ).evaluation
+    comparison = fresh.comparison_of(best)
+    assert comparison is not None and comparison.alpha == 0.05
+    assert f"verdict there {comparison.verdict.word}" in confirmed
+    with pytest.raises(ConfigError, match="--confirm-best answers the reference on fresh items"):
+        _settings(tmp_path, confirm_best=True, compare_to="last-week")
