@@ -2,7 +2,7 @@
 adapter may be in any format :mod:`simonsca.adapters` reads (converted to a GGUF LoRA first).
 
 For each adapter target ``W``: ``W' = deq(W) + scale * B @ A`` (see
-:mod:`simonsca.forensics.adapter` for the layout), written as F16 by default -- F32 base tensors
+:mod:`simonsca.adapters.gguf_lora` for the layout), written as F16 by default -- F32 base tensors
 stay F32, like export-lora -- or re-quantised to ``requantize`` where ``gguf.quants`` can. Every
 other tensor and every metadata key/value record is copied byte for byte (so the merged file
 keeps the base's tokenizer, chat template and ``general.file_type``). The output is written to a
@@ -21,9 +21,10 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 from gguf.quants import quantize
 
 from simonsca import gguf_file
+from simonsca.adapters.gguf_lora import read_adapter
 from simonsca.atomic import check_output
 from simonsca.errors import ConfigError, ModelFileError
-from simonsca.forensics.adapter import MIN_RETAINED, check_fits, read_adapter, tensor_resolution
+from simonsca.forensics.adapter import MIN_RETAINED, check_fits, tensor_resolution
 from simonsca.forensics.resolution import REQUANTIZABLE, can_store, qtype_of
 
 

@@ -30,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
+from simonsca.adapters.gguf_lora import write_lora_gguf
 from simonsca.atomic import atomic_path
 from simonsca.cache import AnswerCache, cache_dir
 from simonsca.compare import NoiseFloor
-from simonsca.forensics.adapter import write_lora_gguf
 from simonsca.gguf_file import (
     GGUFTensor,
     architecture,

@@ -31,10 +31,10 @@ from simonsca.adapters import (
     resolve_adapter,
 )
 from simonsca.adapters.finetune_files import _ggla_tensors
+from simonsca.adapters.gguf_lora import LoraAdapter, read_adapter
 from simonsca.adapters.names import permute_rows
 from simonsca.adapters.safetensors_file import read_safetensors
 from simonsca.errors import AdapterMismatch, ModelFileError, SimonscaError
-from simonsca.forensics.adapter import LoraAdapter, read_adapter
 
 pytestmark = pytest.mark.filterwarnings("ignore::simonsca.adapters.AdapterDropWarning")
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,8 +11,8 @@ import pytest
 from gguf import GGMLQuantizationType
 
 from simonsca import dataset, gguf_file
+from simonsca.adapters.gguf_lora import write_lora_gguf
 from simonsca.forensics import diff_models, doctor, inspect_adapter, logit_effect
-from simonsca.forensics.adapter import write_lora_gguf
 from simonsca.forensics.resolution import ESTIMATOR_GRID, grid_steps
 from simonsca.merge import merge_adapter
 

@@ -65,8 +65,8 @@ def _tiny_verdict(tmp_path: Path, weight_type: str, relative: float) -> dict[str
     from gguf import GGMLQuantizationType
     from tiny_models import tiny
 
+    from simonsca.adapters.gguf_lora import write_lora_gguf
     from simonsca.cli import main
-    from simonsca.forensics.adapter import write_lora_gguf
 
     base = tiny.write_tiny_model(
         tmp_path / f"tiny-{weight_type}.gguf", weight_type=GGMLQuantizationType[weight_type]

@@ -122,7 +122,7 @@ def test_requantize_to_an_unsupported_type_is_a_config_error(tmp_path):
 
 
 def test_token_embedding_lora_uses_llama_cpps_flipped_layout(tmp_path):
-    from simonsca.forensics.adapter import write_lora_gguf
+    from simonsca.adapters.gguf_lora import write_lora_gguf
 
     n_vocab, n_embd = tiny.tensor_shapes()["token_embd.weight"]
     rng = np.random.default_rng(5)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from simonsca import gguf_file
 from simonsca.adapters import mlx, peft
+from simonsca.adapters.checkpoint_names import stepped_entries
 from simonsca.adapters.finetune_files import GGLA_MAGIC_BYTES, is_finetune_checkpoint
 from simonsca.adapters.safetensors_file import MAX_HEADER, looks_like_safetensors
 from simonsca.adapters.source import AdapterFormat
@@ -118,20 +119,26 @@ def _folder_kind(folder: Path) -> DetectedAdapter:
             f"PEFT adapter {folder} is saved as adapter_model.bin (a torch pickle, which simonsca "
             "does not read); save it with safetensors (save_pretrained(safe_serialization=True))"
         )
-    from simonsca.adapters.checkpoints import list_checkpoints
-
-    steps = list_checkpoints(folder)
+    steps = [(step, entry) for step, entry in stepped_entries(folder) if _is_adapter(entry)]
     if steps:
-        listed = ", ".join(str(c.step) for c in steps[:8]) + (" ..." if len(steps) > 8 else "")
+        listed = ", ".join(str(s) for s, _ in steps[:8]) + (" ..." if len(steps) > 8 else "")
         raise ModelFileError(
             f"adapter folder {folder} is a training run with checkpoints at steps {listed}; "
-            f"pass one of them (e.g. {steps[-1].path})"
+            f"pass one of them (e.g. {steps[-1][1]})"
         )
     raise ModelFileError(
         f"adapter folder {folder} holds no adapter: want adapter_model.safetensors + "
         "adapter_config.json (PEFT), adapters.safetensors + adapter_config.json (MLX), or pass "
         "the adapter file itself (.gguf, lora.bin)"
     )
+
+
+def _is_adapter(entry: Path) -> bool:
+    try:
+        detect(entry)
+    except ModelFileError:
+        return False
+    return True
 
 
 def detect(path: str | Path) -> DetectedAdapter:

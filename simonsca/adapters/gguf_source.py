@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from simonsca.adapters.gguf_lora import read_adapter
 from simonsca.adapters.source import AdapterFormat, SourceAdapter, SourceUpdate
-from simonsca.forensics.adapter import read_adapter
 
 
 def read_gguf_lora(path: Path) -> SourceAdapter:

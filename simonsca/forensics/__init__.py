@@ -12,13 +12,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from simonsca.adapters.gguf_lora import read_adapter
 from simonsca.errors import AdapterMismatch, SimonscaError
-from simonsca.forensics.adapter import (
-    AdapterReport,
-    AdapterTensorStats,
-    inspect_adapter,
-    read_adapter,
-)
+from simonsca.forensics.adapter import AdapterReport, AdapterTensorStats, inspect_adapter
 from simonsca.forensics.doctor import (
     DoctorReport,
     TrainLog,
