@@ -23,15 +23,10 @@ from simonsca.models.llamacpp.loading import UBATCH
 from simonsca.models.llamacpp.model import LlamaCppModel, load_tokenizer
 from simonsca.models.llamacpp.native import default_gpu_layers, gpu_offload_supported
 
-# TODO(suite): remove re-export (suite.py's chat-template preflight imports these from here)
-from simonsca.models.chat_template import FALLBACK_CHAT_TEMPLATES, ChatTemplate  # isort: skip
-
 __all__ = [
-    "FALLBACK_CHAT_TEMPLATES",
     "MAX_OUTPUTS",
     "PREFILL_CHUNK",
     "UBATCH",
-    "ChatTemplate",
     "LlamaCppModel",
     "default_gpu_layers",
     "gpu_offload_supported",
