@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from simonsca.cache import AnswerCache
 from simonsca.compare import NoiseFloor
 from simonsca.contenders import Contender
 from simonsca.errors import ConfigError
-from simonsca.models.base import AnswerLikelihood, LikelihoodRequest, Model, ModelSpec
+from simonsca.models.base import AdapterSwapping, AnswerLikelihood, LikelihoodRequest, Model
+from simonsca.models.open import open_model, opened
 from simonsca.noise import noise_floor
 from simonsca.plan import Plan
 from simonsca.record import MergeCheck, label_of
@@ -47,45 +46,6 @@ class Answers:
     flips: dict[str, float] = field(default_factory=dict)
     noise: NoiseFloor | None = None
     merge_checks: list[MergeCheck] = field(default_factory=list)
-
-
-def _load(spec: ModelSpec, settings: Settings, *, lora: Path | None = None) -> Model:
-    adapter = lora if lora is not None else spec.lora
-    if spec.is_url:
-        from simonsca.models.served import open_served_model
-
-        if adapter is not None:
-            raise ConfigError(
-                "--lora applies to GGUF files; for a served model name the adapter in the URL "
-                "(URL#adapter-name)"
-            )
-        return open_served_model(
-            str(spec.path),
-            concurrency=settings.concurrency,
-            timeout=settings.request_timeout,
-            chat_template=settings.chat_template,
-            n_ctx=settings.n_ctx,
-        )
-    from simonsca.models.llamacpp import LlamaCppModel
-
-    return LlamaCppModel(
-        spec.path,
-        lora_path=adapter,
-        n_ctx=settings.n_ctx,
-        n_threads=settings.n_threads,
-        n_gpu_layers=settings.n_gpu_layers,
-        n_seq=settings.batch_size,
-        chat_template=settings.chat_template,
-    )
-
-
-@contextmanager
-def loaded(spec: ModelSpec, settings: Settings, *, lora: Path | None = None) -> Iterator[Model]:
-    model = _load(spec, settings, lora=lora)
-    try:
-        yield model
-    finally:
-        model.close()
 
 
 def _groups(order: Sequence[tuple[str, Contender]]) -> list[list[tuple[str, Contender]]]:
@@ -119,13 +79,13 @@ def _say_loading(role: str, c: Contender, n: int, say: Say, *, swapped: bool) ->
         say(f"simonsca: loading {role} {c.name}: {c.spec.label}")
 
 
-def _use(model: Model, c: Contender, settings: Settings) -> Model | None:
-    """``model`` switched to ``c``'s adapter, or None when it cannot swap (then reload)."""
-    swap = getattr(model, "use_adapter", None)
-    if swap is None:
-        return None
-    swap(c.spec.lora)
-    return model
+def _swapped(model: Model, c: Contender) -> bool:
+    """``model`` switched to ``c``'s adapter in place; False when its backend cannot (then it
+    is loaded again)."""
+    if not isinstance(model, AdapterSwapping):
+        return False
+    model.use_adapter(c.spec.lora)
+    return True
 
 
 def answer_all(p: Plan, cache: AnswerCache | None, say: Say = stderr) -> Answers:
@@ -144,13 +104,13 @@ def answer_all(p: Plan, cache: AnswerCache | None, say: Say = stderr) -> Answers
         model: Model | None = None
         try:
             for k, (role, c) in enumerate(group):
-                if model is not None and _use(model, c, s) is not None:
+                if model is not None and _swapped(model, c):
                     _say_loading(role, c, n, say, swapped=True)
                 else:
                     if model is not None:
                         model.close()
                     _say_loading(role, c, n, say, swapped=False)
-                    model = _load(c.spec, s)
+                    model = open_model(c.spec, s)
                     _refuse_unsupported(model, s)
                 _answer(model, role, c, p, cache, out)
                 if role in ("reference", "model") and "teacher-forced" in s.scoring_modes:
@@ -166,7 +126,7 @@ def answer_all(p: Plan, cache: AnswerCache | None, say: Say = stderr) -> Answers
     if shifts and p.reference is not None:
         # The reference's own view of the same answers: loaded once more, only in this
         # near-INERT case.
-        with loaded(p.reference.spec, s) as model:
+        with opened(p.reference.spec, s) as model:
             for label, (requests, view) in shifts.items():
                 out.flips[label] = _largest_shift(_force(model, requests), view, s.alpha)
     out.merge_checks = _merge_checks(p, cache, out, say)
@@ -292,7 +252,7 @@ def _merge_checks(p: Plan, cache: AnswerCache | None, out: Answers, say: Say) ->
         if adapter is None or p.reference is None or merged_run is None:
             continue
         say(f"simonsca: checking the merge -- base + {adapter.name} applied at run time")
-        with loaded(p.reference.spec, s, lora=adapter) as model:
+        with opened(p.reference.spec, s, lora=adapter) as model:
             run = generate(
                 model,
                 p.items[: s.eval_size],

@@ -156,16 +156,11 @@ def _preflight_model(spec: ModelSpec, settings: Settings, side: str) -> None:
     if "chat" in settings.prompt_modes:
         # Chat mode needs a template: the GGUF's own (compiled and tried on one message here, so
         # a malformed or runaway template is one line before any model work) or a fallback.
-        from simonsca.models.llamacpp import FALLBACK_CHAT_TEMPLATES, ChatTemplate
+        from simonsca.models.chat_template import preflight_chat_template
 
-        if model.chat_template is not None:
-            ChatTemplate(model.chat_template, path=spec.path, bos="", eos="").render("SimonsCA1")
-        elif settings.chat_template is None:
-            raise ConfigError(
-                f"{role} {spec.path} has no chat template, and --prompt-mode "
-                f"{settings.prompt_mode} needs one; pass --chat-template "
-                + "|".join(FALLBACK_CHAT_TEMPLATES)
-            )
+        preflight_chat_template(
+            spec.path, model.chat_template, settings.chat_template, settings.prompt_mode, role
+        )
     for adapter, what in ((spec.lora, "adapter"), (spec.built_from, "source adapter")):
         if adapter is None:
             continue

@@ -266,7 +266,7 @@ def test_compare_to_a_stored_run_pairs_with_its_answers_and_gates(
     def no_model(*_: object, **__: object) -> None:
         raise AssertionError("a model was loaded before the items were checked")
 
-    monkeypatch.setattr(simonsca.answering, "_load", no_model)
+    monkeypatch.setattr(simonsca.answering, "open_model", no_model)
     other = cli(
         capfd,
         "compare",

@@ -994,7 +994,9 @@ def test_a_model_llama_cpp_cannot_load_is_one_line_with_llama_cpps_own_reason(
 ) -> None:
     """llama.cpp logs the cause ("unknown model architecture") before its summary ("failed to
     load model"): the one line carries the cause."""
-    monkeypatch.setattr(tiny, "ARCH", "zzyzx")
+    from simonsca.finetune.scratch import gguf_llama  # the GGUF writer the tiny fixtures use
+
+    monkeypatch.setattr(gguf_llama, "ARCH", "zzyzx")
     model = tiny.write_tiny_model(tmp_path / "zzyzx.gguf")
     run = cli(capfd, "eval", model, *FAST)
     line = run.error_line("zzyzx.gguf", "unknown model architecture: 'zzyzx'")

@@ -78,7 +78,8 @@ def _tiny_verdict(tmp_path: Path, weight_type: str, relative: float) -> dict[str
         + ["--n-ctx", "512", "--n-threads", "1", "--no-progress", "--no-cache", "--run-id", "r"]
     )
     record = json.loads((tmp_path / "reports" / "r" / "report.json").read_text())
-    [comparison] = list(record["evaluation"]["comparisons"].values())
+    [pairing] = record["evaluation"]["comparisons"]  # one candidate, one prompt mode
+    comparison = pairing["comparison"]
     assert np.isfinite(record["evaluation"]["noise"]["item_nll"])
     return dict(comparison)
 

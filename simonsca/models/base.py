@@ -212,6 +212,14 @@ def max_tokens_for(n_answer_tokens: int) -> int:
 
 
 @runtime_checkable
+class AdapterSwapping(Protocol):
+    """A backend that can replace the adapter on its loaded model (llama.cpp in process): a
+    checkpoint sweep then loads its base once. ``None`` removes the adapter."""
+
+    def use_adapter(self, lora_path: Path | None) -> None: ...
+
+
+@runtime_checkable
 class Baseline(Protocol):
     """A reference predictor that answers from the item (no prompt, no tokens)."""
 
