@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from simonsca.compare import FamilyDelta
-from simonsca.metrics import METRICS
+from simonsca.metrics import METRICS, PRIMARY
 from simonsca.outcome import CheckOutcome, Status
 from simonsca.record import Evaluation
 from simonsca.settings import Settings
@@ -280,7 +280,7 @@ def _vs_stored(e: Judged) -> tuple[Status, str]:
     c = e.comparison
     if c is None:
         return _skipped("no comparison with the stored run")
-    metric = "forced_cell_accuracy" if c.primary.scoring == "teacher-forced" else "cell_accuracy"
+    metric = PRIMARY[c.primary.scoring]
     d = c.delta(metric)
     if d is None:
         return _skipped(f"no cell accuracy was measured (scoring {e.settings.scoring})")

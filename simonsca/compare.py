@@ -19,7 +19,7 @@ from typing import TypeVar
 import numpy as np
 
 from simonsca.likelihood import ForcedScore
-from simonsca.metrics import FORCED_METRICS, GENERATION_METRICS, METRICS
+from simonsca.metrics import FORCED_METRICS, GENERATION_METRICS, METRICS, PRIMARY
 from simonsca.scoring import ItemScore
 from simonsca.stats import (
     DEFAULT_ALPHA,
@@ -315,7 +315,8 @@ def compare_generation(
     losses = sum(1 for x, y in zip(b, m) if x.exact and not y.exact)
     wins = sum(1 for x, y in zip(b, m) if y.exact and not x.exact)
     test = mcnemar_exact(losses, wins)
-    cell = next(d for d in deltas if d.metric == "cell_accuracy")
+    primary = PRIMARY["generate"]
+    cell = next(d for d in deltas if d.metric == primary)
     significant = test.p < alpha
     changes = [y.cell_accuracy - x.cell_accuracy for x, y in zip(b, m)]
     return ModeComparison(
@@ -323,12 +324,12 @@ def compare_generation(
         n=len(b),
         deltas=deltas,
         exact_test=test,
-        families=_families(b, m, "cell_accuracy", alpha, resamples, seed, family_limit),
+        families=_families(b, m, primary, alpha, resamples, seed, family_limit),
         baseline=baseline_standing(
             m,
             baselines or {},
-            metric="cell_accuracy",
-            baseline_metric="cell_accuracy",
+            metric=primary,
+            baseline_metric=primary,
             alpha=alpha,
             resamples=resamples,
             seed=seed,
@@ -378,7 +379,8 @@ def compare_forced(
         within_noise=-floor <= nll.low and nll.high <= floor,
         significant=significant,
     )
-    cell = next((d for d in deltas if d.metric == "forced_cell_accuracy"), None)
+    primary = PRIMARY["teacher-forced"]
+    cell = next((d for d in deltas if d.metric == primary), None)
     exact_significant = test.p < alpha
     gain = (cell is not None and cell.low > 0) or (significant and nll.diff < 0)
     gain = gain or (exact_significant and wins > losses)
@@ -393,7 +395,7 @@ def compare_forced(
         families=_families(
             b,
             m,
-            "forced_cell_accuracy" if has_cells else "nll",
+            primary if has_cells else "nll",
             alpha,
             resamples,
             seed,
@@ -403,8 +405,8 @@ def compare_forced(
             baseline_standing(
                 m,
                 baselines or {},
-                metric="forced_cell_accuracy",
-                baseline_metric="cell_accuracy",
+                metric=primary,
+                baseline_metric=PRIMARY["generate"],
                 alpha=alpha,
                 resamples=resamples,
                 seed=seed,

@@ -42,7 +42,7 @@ from simonsca.compare import (
     compare_generation,
 )
 from simonsca.likelihood import ForcedScore
-from simonsca.metrics import METRICS
+from simonsca.metrics import METRICS, PRIMARY
 from simonsca.scoring import ItemScore
 from simonsca.stats import DEFAULT_ALPHA
 
@@ -107,7 +107,7 @@ def _primary_of(
     """The primary comparison and the other one. Teacher forcing is primary when it measured
     cells (it scores many more items for the time, so its interval is the narrowest, and it
     reads the rule without the answer format in the way); else generation."""
-    if forced is not None and forced.delta("forced_cell_accuracy") is not None:
+    if forced is not None and forced.delta(PRIMARY["teacher-forced"]) is not None:
         return forced, generation
     if generation is not None:
         return generation, forced
@@ -117,7 +117,7 @@ def _primary_of(
 
 
 def _numbers(mode: ModeComparison) -> str:
-    metric = "cell_accuracy" if mode.scoring == "generate" else "forced_cell_accuracy"
+    metric = PRIMARY[mode.scoring]
     d = mode.delta(metric) or mode.delta("nll")
     assert d is not None
     spec = METRICS[d.metric]
