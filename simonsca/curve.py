@@ -105,6 +105,13 @@ class Curve:
     deltas: tuple[NeighbourDelta, ...]  # deltas[i]: points[i + 1] against points[i]
     best: Best | None
     confidence: float = 0.95
+    # "step": points by training step; "order": candidates with no step, by the order given
+    # (v1, v2, v3 ...: position 1, 2, 3; the reference at 0)
+    axis: str = "step"
+
+    @property
+    def axis_title(self) -> str:
+        return "training step" if self.axis == "step" else "candidate, in the order given"
 
     def delta_to(self, name: str) -> NeighbourDelta | None:
         """The change from the point before ``name`` to ``name`` (None for the first point)."""

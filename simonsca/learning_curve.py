@@ -43,14 +43,18 @@ def _estimate(e: Evaluation, label: str, metric: str) -> Estimate | None:
     return found if found is not None and found.value is not None else None
 
 
-def _points(e: Evaluation) -> list[CurvePoint]:
-    stepped = sorted(
-        (c for c in e.candidates if c.step is not None), key=lambda c: (c.step or 0, c.name)
-    )
+def _points(e: Evaluation, axis: str) -> list[CurvePoint]:
+    if axis == "step":
+        stepped = sorted(
+            (c for c in e.candidates if c.step is not None), key=lambda c: (c.step or 0, c.name)
+        )
+        candidates = [(c.step or 0, c.name) for c in stepped]
+    else:
+        candidates = [(k, c.name) for k, c in enumerate(e.candidates, start=1)]
     named: list[tuple[int, str, str]] = []
     if e.reference is not None and e.settings.compare_to is None:
         named.append((0, e.reference, "reference"))
-    named += [(c.step or 0, c.name, "candidate") for c in stepped]
+    named += [(x, name, "candidate") for x, name in candidates]
     out = []
     for step, name, role in named:
         label = e.label(name)
@@ -145,13 +149,16 @@ def _best(points: Sequence[CurvePoint], metric: str) -> Best | None:
 
 
 def learning_curve(evaluation: Evaluation) -> Curve | None:
-    """The curve of ``evaluation``'s checkpoints; None unless at least two candidates have a
-    step."""
+    """The curve of ``evaluation``'s candidates: by training step when at least two have one
+    (checkpoints), else -- two or more candidates, none with a step (``v1 v2 v3``) -- in the
+    order given; None for a single candidate."""
     e = evaluation
-    if sum(1 for c in e.candidates if c.step is not None) < 2:
+    stepped = sum(1 for c in e.candidates if c.step is not None)
+    if stepped < 2 and (stepped > 0 or len(e.candidates) < 2):
         return None
+    axis = "step" if stepped >= 2 else "order"
     # a point with nothing measured (a candidate byte-identical to the reference is not run)
-    points = [p for p in _points(e) if p.values]
+    points = [p for p in _points(e, axis) if p.values]
     if len(points) < 2:
         return None
     metrics = tuple(
@@ -174,4 +181,5 @@ def learning_curve(evaluation: Evaluation) -> Curve | None:
         deltas=deltas,
         best=_best(points, primary),
         confidence=confidence,
+        axis=axis,
     )

@@ -854,3 +854,21 @@ def test_several_candidates_name_themselves_everywhere(series: EvalRecord) -> No
         "Checkpoint-10 \u2212 base (paired, raw prompts)",
         "Checkpoint-10 \u2212 base (paired, chat prompts)",
     ]
+
+
+def test_candidates_with_no_step_make_a_curve_in_the_order_given(series: EvalRecord) -> None:
+    """``simonsca compare base v1 v2 v3``: versions, not checkpoints -- the curve follows the
+    order they were given in, and says so."""
+    e = series.evaluation
+    versions = replace(e, candidates=tuple(Candidate(c.name) for c in e.candidates))
+    curve = learning_curve(versions)
+    assert curve is not None and curve.axis == "order"
+    assert [(p.step, p.name) for p in curve.points] == [
+        (0, "base"),
+        (1, "checkpoint-10"),
+        (2, "checkpoint-20"),
+        (3, "checkpoint-30"),
+    ]
+    assert curve.axis_title == "candidate, in the order given"
+    text = render_terminal(replace(series, evaluation=replace(versions, curve=curve)))
+    assert "best candidate: " in text and "best checkpoint" not in text

@@ -41,7 +41,8 @@ def curve_rows(curve: Curve) -> Table:
     """step, name, each metric's value (CI), the change from the previous point on the primary
     metric with its CI, and its trend; then the trivial baselines' bars (no step)."""
     primary = METRICS[curve.primary]
-    header = ["step", "name", *(METRICS[m].column for m in curve.metrics)]
+    header = ["step" if curve.axis == "step" else "#", "name"]
+    header += [METRICS[m].column for m in curve.metrics]
     header += [f"vs previous ({primary.column})", "trend"]
     rows = []
     for p in curve.points:
@@ -70,7 +71,9 @@ def best_line(curve: Curve) -> str | None:
     v = b.value
     caveat = f"confirmed: {b.confirmed}" if b.confirmed else b.caveat
     return (
-        f"best checkpoint: {b.name} (step {b.step}), {spec.label} {spec.value_text(v.value)} "
+        f"best {'checkpoint' if curve.axis == 'step' else 'candidate'}: {b.name}"
+        + (f" (step {b.step})" if curve.axis == "step" else "")
+        + f", {spec.label} {spec.value_text(v.value)} "
         f"(95% CI {spec.value_text(v.low)} to {spec.value_text(v.high)}) -- {caveat}"
     )
 
@@ -190,7 +193,7 @@ def _plot(curve: Curve, metric: str) -> Markup:
     for p in points:
         parts.append(_line(x(p.step), x(p.step), bottom, bottom + 4, "#888", 1))
         parts.append(_text(x(p.step), bottom + 16, str(p.step), "tick", "middle"))
-    parts.append(_text((_L + _W - _R) / 2, _H - 8, "training step", "axis-title", "middle"))
+    parts.append(_text((_L + _W - _R) / 2, _H - 8, curve.axis_title, "axis-title", "middle"))
     parts += _baseline_marks(levels, y, k, metric)
     path = " ".join(
         f"{'M' if i == 0 else 'L'}{x(p.step):.1f} {y((p.values[metric].value or 0.0) * k):.1f}"
@@ -202,7 +205,7 @@ def _plot(curve: Curve, metric: str) -> Markup:
     )
     for p in points:
         parts.append(_point(curve, p, metric, x(p.step), y, k))
-    label = f"learning curve: {title} against the training step"
+    label = f"learning curve: {title} against the {curve.axis_title}"
     head = (
         f'<svg class="curve" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_W} {_H}" '
         f'width="{_W}" height="{_H}" role="img" aria-label="{escape(label)}" '
@@ -227,7 +230,8 @@ def _point(
     if d is not None and d.metric == metric:
         colour = {"still learning": BETTER, "getting worse": WORSE}.get(d.trend, NEUTRAL)
     best = curve.best is not None and curve.best.name == p.name and curve.best.metric == metric
-    note = f"{p.name} (step {p.step}): {estimate_cell(metric, e)}"
+    where = f"step {p.step}" if curve.axis == "step" else f"#{p.step}"
+    note = f"{p.name} ({where}): {estimate_cell(metric, e)}"
     if d is not None and d.metric == metric:
         note += f"; vs {d.previous}: {_change_cell(d)}, {d.trend}"
     if best:
