@@ -12,7 +12,7 @@ checks).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from simonsca.compare import FamilyDelta
 from simonsca.metrics import METRICS, PRIMARY
@@ -29,6 +29,8 @@ class Judged:
 
     e: Evaluation
     name: str | None
+    # the numbers a rule's message states, noted as it decides (see CheckOutcome.detail)
+    detail: dict[str, int | float | str] = field(default_factory=dict)
 
     @property
     def settings(self) -> Settings:
@@ -91,6 +93,7 @@ def _differs(e: Judged) -> tuple[Status, str]:
         )
     if c is None:
         return _skipped("no comparison with a reference in this run")
+    e.detail["verdict"] = c.verdict.value
     if c.verdict is Verdict.INERT:
         return _failed(f"the finetune changed nothing that matters: {c.headline}")
     return _passed(f"{e.the_model} differs from {e.the_reference} ({c.verdict.word})")
@@ -102,6 +105,7 @@ def _significant(e: Judged) -> tuple[Status, str]:
         return _failed("the finetune changed nothing at all (byte-identical files)")
     if c is None:
         return _skipped("no comparison with a reference in this run")
+    e.detail.update(verdict=c.verdict.value, alpha=c.alpha)
     if c.verdict in (Verdict.INERT, Verdict.NO_EFFECT):
         what = (
             f"{e.the_model} answers no better and no worse than {e.the_reference} (the CI of the "
@@ -119,6 +123,7 @@ def _no_regression(e: Judged) -> tuple[Status, str]:
             if e.files_identical
             else (_skipped("no comparison with a reference in this run"))
         )
+    e.detail.update(verdict=c.verdict.value, alpha=c.alpha)
     if c.verdict is Verdict.REGRESSED:
         return _failed(f"{e.the_model} is significantly worse: {c.headline}")
     return _passed("no significant loss")
@@ -140,6 +145,9 @@ def _gain(metric: str, key: str) -> Callable[[Judged], tuple[Status, str]]:
         d = c.delta(metric) if c is not None else None
         if c is None or d is None:
             return _skipped(f"no {spec.label} was measured (scoring {e.settings.scoring})")
+        e.detail.update(
+            metric=metric, diff=d.diff, low=d.low, high=d.high, n=d.n, threshold=threshold
+        )
         numbers = (
             f"{spec.label} gain {spec.delta_text(d.diff)} ({e.e.reference or 'base'} "
             f"{spec.value_text(d.base)} -> "
@@ -175,6 +183,7 @@ def _families(e: Judged) -> tuple[Status, str]:
             else (_skipped("no comparison with a reference in this run"))
         )
     worst = family_regressions(c)
+    e.detail.update(regressed=len(worst), limit=limit)
     if worst:
         lines = "; ".join(
             f"{f.facet}={f.value} (n={f.n}): {METRICS[f.metric].label} "
@@ -201,6 +210,9 @@ def _well_formed(e: Judged) -> tuple[Status, str]:
         return _skipped("no greedy answers were generated (scoring teacher-forced)")
     parsed = merged.metrics["parse_ok"].value or 0.0
     shaped = merged.metrics["shape_ok"].value or 0.0
+    e.detail.update(parse_rate=parsed, shape_rate=shaped)
+    if minimum is not None:
+        e.detail["threshold"] = minimum
     if minimum is None:
         return _skipped(
             f"no min_parse_rate configured ({e.who}: parse {parsed:.0%}, shape {shaped:.0%})"
@@ -225,6 +237,11 @@ def _skill(e: Judged) -> tuple[Status, str]:
     b = c.baseline if c is not None else None
     if e.files_identical or b is None:
         return _skipped("no model answers to compare with the baselines")
+    m = b.merged
+    e.detail.update(metric=b.metric, best_baseline=b.best, baseline=b.best_value)
+    e.detail.update(
+        {k: v for k, v in (("value", m.value), ("low", m.low), ("high", m.high)) if v is not None}
+    )
     if b.skill_shown:
         return _passed(f"skill beyond the trivial baselines: {b.sentence(e.who)}")
     message = f"no demonstrated skill beyond the answer format: {b.sentence(e.who)}"
@@ -246,6 +263,7 @@ def _chat(e: Judged) -> tuple[Status, str]:
     if raw_d is None or chat_d is None:
         return _skipped("cell accuracy was not measured in both formats")
     spec = METRICS["cell_accuracy"]
+    e.detail.update(raw_gain=raw_d.diff, chat_gain=chat_d.diff, share=share)
     numbers = (
         f"cell accuracy gain {spec.delta_text(raw_d.diff)} raw, {spec.delta_text(chat_d.diff)} "
         f"chat (chat verdict {chat.verdict.word})"
@@ -264,6 +282,8 @@ def _merge(e: Judged) -> tuple[Status, str]:
     if check is None:
         return _skipped("the adapter behind the merged file is unknown (pass --merged-from-lora)")
     minimum = e.settings.min_merge_agreement
+    e.detail.update(identical=check.identical, n=check.n, agreement=check.agreement)
+    e.detail["threshold"] = minimum
     numbers = (
         f"the merged file and base + {check.adapter} give the same answer on {check.identical} "
         f"of {check.n} items ({check.agreement:.0%}; min_merge_agreement {minimum:.0%})"
@@ -285,6 +305,10 @@ def _vs_stored(e: Judged) -> tuple[Status, str]:
     if d is None:
         return _skipped(f"no cell accuracy was measured (scoring {e.settings.scoring})")
     spec = METRICS[metric]
+    e.detail.update(metric=metric, stored=d.base, now=d.merged, diff=d.diff, low=d.low)
+    e.detail.update(high=d.high, n=d.n)
+    if limit is not None:
+        e.detail["threshold"] = limit
     numbers = (
         f"{spec.label} {spec.value_text(d.base)} in the stored run ({e.e.reference}) -> "
         f"{spec.value_text(d.merged)} now (delta {spec.delta_text(d.diff)}, {1 - c.alpha:.0%} CI "
@@ -394,11 +418,15 @@ def evaluate_checks(evaluation: Evaluation) -> tuple[CheckOutcome, ...]:
     out = []
     names: list[str | None] = [c.name for c in evaluation.candidates] or [None]
     for name in names:
-        judged = Judged(evaluation, name)
         for check in CHECKS:
+            judged = Judged(evaluation, name)
             status, message = check.evaluate(judged)
             shown = tuple((key, _show(getattr(evaluation.settings, key))) for key in check.settings)
-            out.append(CheckOutcome(check.name, check.test, status, message, shown, name))
+            out.append(
+                CheckOutcome(
+                    check.name, check.test, status, message, shown, name, dict(judged.detail)
+                )
+            )
     return tuple(out)
 
 

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 
 class Status(str, enum.Enum):
@@ -27,6 +28,9 @@ class CheckOutcome:
     message: str
     settings: tuple[tuple[str, str], ...] = ()  # the settings it read, as shown to users
     candidate: str | None = None  # the candidate it judged (None: the run has no candidate)
+    # the numbers the message states, by name (a metric's value, delta and CI, the threshold,
+    # the verdict ...): for tools that read report.json instead of the sentence
+    detail: Mapping[str, int | float | str] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:

@@ -12,6 +12,7 @@ import csv
 import hashlib
 import html
 import io
+import json
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import replace
@@ -872,3 +873,26 @@ def test_candidates_with_no_step_make_a_curve_in_the_order_given(series: EvalRec
     assert curve.axis_title == "candidate, in the order given"
     text = render_terminal(replace(series, evaluation=replace(versions, curve=curve)))
     assert "best candidate: " in text and "best checkpoint" not in text
+
+
+def test_check_outcomes_carry_the_numbers_their_message_states() -> None:
+    """report.json's checks hold the numbers as fields too: tools need not parse sentences."""
+    strict = build_record(min_cell_gain=0.9, require_skill=True)
+    c = strict.evaluation.comparison
+    assert c is not None
+    d = c.delta("cell_accuracy")
+    assert d is not None
+    gain = strict.check("cell_gain")
+    assert gain.detail == {
+        "metric": "cell_accuracy",
+        "diff": d.diff,
+        "low": d.low,
+        "high": d.high,
+        "n": d.n,
+        "threshold": 0.9,
+    }
+    assert strict.check("significant_effect").detail["verdict"] == c.verdict.value
+    skill = strict.check("beats_trivial_baselines").detail
+    assert c.baseline is not None and skill["baseline"] == c.baseline.best_value
+    data = json.loads(to_json(strict))
+    assert next(x for x in data["checks"] if x["name"] == "cell_gain")["detail"]["threshold"] == 0.9
