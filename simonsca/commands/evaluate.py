@@ -32,6 +32,11 @@ def _eval(args: argparse.Namespace) -> int:
     chosen = _settings(args)
     if chosen.base_model or chosen.merged_model or chosen.merged_from_lora or chosen.compare_to:
         raise ConfigError("simonsca eval takes one MODEL; use simonsca compare for two")
+    if len(chosen.lora) > 1:
+        raise ConfigError(
+            "simonsca eval takes one --lora; use simonsca compare MODEL --lora A --lora B to "
+            "judge several adapters"
+        )
     _print_result(run_suite(chosen, single=args.model))
     return 0
 
