@@ -31,7 +31,7 @@ def test_byte_copy_of_base_fails_as_identical_without_running(
         "-p",
         "no:cacheprovider",
     )
-    result.assert_outcomes(failed=2, passed=2, skipped=6)
+    result.assert_outcomes(failed=2, passed=2, skipped=7)
     for line in (
         "simonsca: comparing base=gemma-3-270m-q4_k_m.gguf vs merged=merged.gguf*",
         "FAILED*test_merged_model_differs_from_base*",
