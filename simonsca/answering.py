@@ -103,7 +103,7 @@ def answer_all(p: Plan, cache: AnswerCache | None, say: Say = stderr) -> Answers
     for group in _groups(order):
         model: Model | None = None
         try:
-            for k, (role, c) in enumerate(group):
+            for role, c in group:
                 if model is not None and _swapped(model, c):
                     _say_loading(role, c, n, say, swapped=True)
                 else:
