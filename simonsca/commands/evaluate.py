@@ -86,9 +86,10 @@ def add_parsers(sub: Any) -> None:
 
     cmp = sub.add_parser(
         "compare",
-        help="base vs merged on the same held-out items: deltas, CIs, tests, verdict, checks",
+        help="base vs one or more candidates on the same held-out items: deltas, CIs, tests, a "
+        "verdict and checks per candidate",
         description="The same evaluation as `pytest evals/`, with the same options: exit status "
-        "0 when every check passes, 1 when one fails (exactly when `pytest evals/` fails), 2 on "
+        "0 when every check of every candidate passes, 1 when one fails (exactly when `pytest evals/` fails), 2 on "
         "a usage error.",
         epilog=cache_note,
     )
