@@ -124,3 +124,23 @@ def test_shipped_record_lists_every_shipped_checkpoint_with_its_hash():
     for path in _shipped():
         assert hashlib.sha256(path.read_bytes()).hexdigest() == by_file[path.name]["sha256"]
     assert all(100_000 <= s < 900_000 for s in record["data"]["seeds"])
+
+
+def test_a_checkpoint_reads_back_as_written(tmp_path):
+    from gguf import GGMLQuantizationType
+
+    from simonsca.finetune.scratch.gguf_llama import read_llama_gguf, tensor_shapes
+
+    shape = LlamaShape(n_embd=32, n_layer=1, n_head=2, n_head_kv=1, n_ff=48, n_ctx=256)
+    rng = np.random.default_rng(0)
+    weights = {
+        k: rng.standard_normal(s).astype(np.float32) for k, s in tensor_shapes(shape).items()
+    }
+    path = write_llama_gguf(
+        tmp_path / "m.gguf", weights, shape, weight_type=GGMLQuantizationType.F16
+    )
+    got_shape, got = read_llama_gguf(path)
+    assert got_shape == shape
+    for name, arr in weights.items():
+        want = arr if arr.ndim == 1 else arr.astype(np.float16).astype(np.float32)
+        assert np.array_equal(got[name], want), name

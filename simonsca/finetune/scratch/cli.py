@@ -58,6 +58,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed-start", type=int, default=100_000)
     p.add_argument("--torch-seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--init-from",
+        type=Path,
+        help="start from this checkpoint GGUF (its shape overrides --n-*; optimiser state is new)",
+    )
     p.add_argument("--weight-type", choices=sorted(WEIGHT_TYPES), default="q8_0")
     return p
 
@@ -103,6 +108,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     weight_type = WEIGHT_TYPES[args.weight_type]
     model = build_model(shape, len(char_vocab()[0]), args.torch_seed)
+    init_from: dict[str, Any] | None = None
+    if args.init_from is not None:
+        from simonsca.finetune.scratch.gguf_llama import read_llama_gguf
+        from simonsca.finetune.scratch.train import sha256
+
+        shape, weights = read_llama_gguf(args.init_from)
+        model = build_model(shape, len(char_vocab()[0]), args.torch_seed)
+        model.load_gguf_weights(weights)
+        init_from = {"path": str(args.init_from), "sha256": sha256(args.init_from)}
+        _log(f"initialised from {args.init_from}")
     n_params = sum(p.numel() for p in model.parameters())
     _log(f"model: {shape} -- {n_params:,} parameters")
     # The vocabulary lives in every checkpoint; tokenise with llama.cpp from a throwaway copy.
@@ -111,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     examples = example_stream(tokens, args.seed_start, item_filter)
     result = train(model, examples, cfg, out, weight_type, log=_log)
     record = build_record(args, shape, n_params, cfg, result, started, t_start, argv)
+    record["model"]["init_from"] = init_from
     (out / "training_record.json").write_text(json.dumps(record, indent=1) + "\n")
     try:
         from simonsca.finetune.record import plot_loss

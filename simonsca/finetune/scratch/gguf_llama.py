@@ -148,3 +148,35 @@ def write_llama_gguf(
     w.write_tensors_to_file()
     w.close()
     return path
+
+
+def read_llama_gguf(path: str | Path) -> tuple[LlamaShape, dict[str, np.ndarray]]:
+    """The shape and float32 weights of a GGUF :func:`write_llama_gguf` wrote (any weight type
+    gguf can dequantise): lets a run continue from a checkpoint (``--init-from``)."""
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+
+    reader = GGUFReader(path)
+
+    def value(key: str) -> float:
+        field = reader.fields[key]
+        return float(
+            f"{float(field.parts[field.data[0]][0]):.7g}"
+        )  # float32 -> 1e-05, not 9.99e-06
+
+    shape = LlamaShape(
+        n_embd=int(value("llama.embedding_length")),
+        n_layer=int(value("llama.block_count")),
+        n_head=int(value("llama.attention.head_count")),
+        n_head_kv=int(value("llama.attention.head_count_kv")),
+        n_ff=int(value("llama.feed_forward_length")),
+        n_ctx=int(value("llama.context_length")),
+        rope_base=value("llama.rope.freq_base"),
+        rms_eps=value("llama.attention.layer_norm_rms_epsilon"),
+    )
+    expected = tensor_shapes(shape)
+    weights = {}
+    for t in reader.tensors:
+        arr = np.asarray(dequantize(t.data, t.tensor_type), dtype=np.float32)
+        weights[t.name] = arr.reshape(expected[t.name])
+    return shape, weights

@@ -113,6 +113,14 @@ class ScratchLlama(nn.Module):
         """Logits (batch, seq, n_vocab)."""
         return self.output(self.hidden(ids))
 
+    def load_gguf_weights(self, weights: dict[str, np.ndarray]) -> None:
+        """Set every tensor from :meth:`gguf_weights`-style arrays (e.g. a read checkpoint)."""
+        params = dict(self.named_parameters())
+        for name, arr in weights.items():
+            torch_name = name.replace("blk.", "blocks.", 1) if name.startswith("blk.") else name
+            with torch.no_grad():
+                params[torch_name].copy_(torch.from_numpy(np.array(arr, dtype=np.float32)))
+
     def gguf_weights(self) -> dict[str, np.ndarray]:
         """Every tensor under its GGUF name, float32 numpy, (out, in) order."""
         out = {
