@@ -6,7 +6,10 @@ token:
 
 * **regrouping** -- the same answers scored one token per decode call (as greedy generation
   decodes) instead of :data:`~simonsca.models.llamacpp.UBATCH` per call: llama.cpp sums in
-  another order;
+  another order. Up to three answers share each call, side by side, where every answer's
+  logits stay bit for bit those of one answer per call (quantized weights, checked as it goes:
+  :meth:`~simonsca.models.llamacpp.forcing.TeacherForcing.side_by_side_rows`), so the floor is
+  the same and costs less than generating the answers again;
 * **a null update** -- the reference with a random rank-1 LoRA whose update is
   :data:`NULL_UPDATE` (1e-6) of each weight's norm, on every attention and feed-forward weight.
   That is what a comparison with a finetune varies: the weights. A quantized model (Q4_0, Q4_1,
@@ -25,7 +28,7 @@ floor says which.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +46,7 @@ from simonsca.gguf_file import (
     open_gguf,
     tensor_shape,
 )
-from simonsca.models.base import AnswerLikelihood, Model
+from simonsca.models.base import AnswerLikelihood, LikelihoodRequest, Model
 from simonsca.runner import ForcedRun, LikelihoodScorer, teacher_force
 from simonsca.tasks import Item
 
@@ -67,6 +70,8 @@ NULL_TARGETS = (
 NORM_SAMPLE_ROWS = 64
 #: Version of the null adapter's recipe (part of its cached file name).
 NULL_RECIPE = "null-update/1"
+#: Name of the regrouping null's scores in the cache.
+REGROUPING = "stepwise"
 
 
 def noise_floor(
@@ -93,11 +98,20 @@ def noise_floor(
             cache=cache,
             progress=False,
             null=(null, score),
+            group_size=len(chosen) if null == REGROUPING else None,
         )
         return forced.likelihoods
 
+    def stepwise(requests: Sequence[LikelihoodRequest]) -> Iterator[tuple[int, AnswerLikelihood]]:
+        # Side by side where that leaves every row's logits as they are alone (checked as it
+        # goes: see TeacherForcing._stepwise), in a context sized to these answers.
+        side = min(model.side_by_side_rows(), len(requests))
+        need = max(len(model.tokenize(r.prompt + r.answer + r.stop, bos=True)) for r in requests)
+        with model.sequences(side, -(-(need + 16) // 256) * 256):
+            yield from model.likelihood_many(requests, stepwise=True, n_seq=side)
+
     first = run.likelihoods[: len(chosen)]
-    regrouped = rescored("stepwise", lambda r: model.likelihood_many(r, stepwise=True))
+    regrouped = rescored(REGROUPING, stepwise)
     item_nll, token = _spread(first, regrouped)
     methods = ["one token per decode call, as greedy generation decodes"]
     null = null_adapter(model.path)

@@ -158,12 +158,13 @@ def _answer_all(
     cache: AnswerCache | None,
     progress: bool,
     label: str | None,
+    group_size: int | None = None,
 ) -> _Answers[Answer]:
     """The one answering loop: requests, a cache key per item (per group), cache reads, the
     groups still to answer (each answer cached as it arrives), progress and timing."""
     prompts = [prompt_for(model, item, mode) for item in items]
     requests = [strategy.request(prompt, item) for prompt, item in zip(prompts, items)]
-    size = max(1, int(model.batch_size))
+    size = max(1, int(group_size or model.batch_size))
     keys: list[str] = []
     for group in _groups(len(items), size):
         together = [prompts[i] for i in group] if size > 1 else None
@@ -301,12 +302,14 @@ def teacher_force(
     progress: bool = True,
     label: str | None = None,
     null: tuple[str, LikelihoodScorer] | None = None,
+    group_size: int | None = None,
 ) -> ForcedRun:
     """Teacher-forced likelihood of every item's expected answer (then the stop).
 
     ``null``: (its name, how it scores) -- the same answers scored another way that means
     nothing (the noise floor's nulls, :mod:`simonsca.noise`), cached under that name beside the
-    model's own scores."""
+    model's own scores. ``group_size``: items per call of the scorer (default the model's
+    ``batch_size``)."""
     mode = PromptMode(prompt_mode)
 
     def request(prompt: str, item: Item) -> LikelihoodRequest:
@@ -333,6 +336,7 @@ def teacher_force(
         cache=cache,
         progress=progress,
         label=label,
+        group_size=group_size,
     )
     return ForcedRun(
         info=model.info,

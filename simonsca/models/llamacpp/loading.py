@@ -121,14 +121,32 @@ class LoadedModel(CompletesOne):
     # -- loading -------------------------------------------------------------------------------
 
     def _make_context(self) -> None:
-        lc = self._lc
         if self.n_ctx < 16:
             raise ConfigError(f"n_ctx must be >= 16 tokens, got {self.n_ctx}")
+        try:
+            ctx = self._new_context(self.n_ctx, self.n_seq)
+        except ModelFileError:
+            self.close()
+            raise
+        self._stack.callback(self._lc.llama_free, ctx)
+        self._use_context(ctx)
+        self._stack.callback(self._lc.llama_batch_free, self._batch)
+
+    def _use_context(self, ctx: Any) -> None:
+        lc = self._lc
+        self._ctx = ctx
+        self._n_batch = int(lc.llama_n_batch(ctx))
+        self._batch = lc.llama_batch_init(self._n_batch, 0, 1)
+        self._memory = lc.llama_get_memory(ctx)
+
+    def _new_context(self, n_ctx: int, n_seq: int) -> Any:
+        """A llama.cpp context of ``n_seq`` independent sequences of ``n_ctx`` tokens each."""
+        lc = self._lc
         params = lc.llama_context_default_params()
-        params.n_ctx = self.n_ctx * self.n_seq
+        params.n_ctx = n_ctx * n_seq
         params.n_batch = max(UBATCH, 512)
         params.n_ubatch = UBATCH
-        params.n_seq_max = self.n_seq
+        params.n_seq_max = n_seq
         params.kv_unified = False  # independent sequences: each attends to its own cells only
         params.n_threads = self.n_threads
         params.n_threads_batch = self.n_threads
@@ -139,18 +157,45 @@ class LoadedModel(CompletesOne):
         with LOG.capture() as log:
             ctx = lc.llama_init_from_model(self._model, params)
         if not ctx:
-            self.close()
             raise ModelFileError(
-                f"llama.cpp could not make a context of {self.n_ctx} x {self.n_seq} tokens for "
+                f"llama.cpp could not make a context of {n_ctx} x {n_seq} tokens for "
                 f"{self.path}: {reason(log, 'out of memory?')}; try a smaller --n-ctx"
             )
-        self._ctx = ctx
-        self._stack.callback(lc.llama_free, ctx)
-        self._n_batch = int(lc.llama_n_batch(ctx))
-        batch = lc.llama_batch_init(self._n_batch, 0, 1)
-        self._batch = batch
-        self._stack.callback(lc.llama_batch_free, batch)
-        self._memory = lc.llama_get_memory(ctx)
+        return ctx
+
+    @contextlib.contextmanager
+    def sequences(self, n_seq: int, n_ctx: int) -> Iterator[None]:
+        """Decode in a context of ``n_seq`` sequences of ``n_ctx`` tokens each for the block
+        (the same weights and adapters), then in the model's own again; nothing when the model's
+        own context already holds that many. For the noise floor's regrouping null: several
+        answers decoded one token each per call, as ``n_seq`` greedy generations are."""
+        self._require_context()
+        if self._extra_active:
+            raise RuntimeError(f"model {self.name}: sequences inside extra_adapter")
+        if n_seq <= self.n_seq and n_ctx <= self.n_ctx:
+            yield
+            return
+        lc = self._lc
+        own = (self._ctx, self._n_batch, self._batch, self._memory, self.n_seq, self.n_ctx)
+        ctx = self._new_context(max(16, n_ctx), n_seq)
+        try:
+            self._use_context(ctx)
+            self.n_seq, self.n_ctx = n_seq, max(16, n_ctx)
+            try:
+                adapters = self._own_adapters()
+                if adapters:
+                    rc, log = self._set_adapters(adapters)
+                    if rc != 0:
+                        raise AdapterMismatch(
+                            f"adapter {self.lora_path} could not be applied to {self.path}: "
+                            f"{reason(log, f'llama_set_adapters_lora returned {rc}')}"
+                        )
+                yield
+            finally:
+                lc.llama_batch_free(self._batch)
+        finally:
+            self._ctx, self._n_batch, self._batch, self._memory, self.n_seq, self.n_ctx = own
+            lc.llama_free(ctx)
 
     # -- adapters ------------------------------------------------------------------------------
 
