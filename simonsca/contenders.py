@@ -79,7 +79,7 @@ def _model_folder(folder: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def _merged_entries(value: str, built_from: Path | None) -> list[_Entry]:
+def _merged_entries(value: str, built_from: Path | None, base: ModelSpec) -> list[_Entry]:
     name, text = split_name(value)
     where = location(text)
     if isinstance(where, Path) and where.is_dir():
@@ -87,7 +87,13 @@ def _merged_entries(value: str, built_from: Path | None) -> list[_Entry]:
             raise ConfigError(
                 f"--merged-model {value}: a folder of checkpoints cannot take one name"
             )
-        return [_Entry(None, ModelSpec(p), step, _stem(p)) for step, p in _model_folder(where)]
+        # the reference's own file in the folder (an early checkpoint as the base) is the
+        # reference, not a candidate
+        return [
+            _Entry(None, ModelSpec(p), step, _stem(p))
+            for step, p in _model_folder(where)
+            if not _same_file(p, base.path)
+        ]
     return [
         _Entry(name, ModelSpec(where, built_from=built_from), _step(_stem(where)), _stem(where))
     ]
@@ -116,6 +122,15 @@ def _adapter_entries(value: str, target: ModelSpec) -> list[_Entry]:
                 for c in checkpoints
             ]
     return [_Entry(name, replace(target, lora=path), _step(_stem(path)), _stem(path))]
+
+
+def _same_file(a: Path | str, b: Path | str) -> bool:
+    if isinstance(a, str) or isinstance(b, str):
+        return False
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
 
 
 def _clean(stem: str) -> str:
@@ -161,7 +176,7 @@ def resolve_contenders(settings: Settings) -> tuple[ModelSpec, tuple[Contender, 
     built_from = Path(s.merged_from_lora) if s.merged_from_lora else None
     entries: list[_Entry] = []
     for value in s.merged_model:
-        entries += _merged_entries(value, built_from)
+        entries += _merged_entries(value, built_from, base)
     if s.lora:
         if len(entries) == 1:
             target = entries[0].spec

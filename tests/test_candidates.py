@@ -107,6 +107,20 @@ def test_a_folder_of_checkpoint_models_expands(tmp_path: Path) -> None:
     assert [(c.name, c.step) for c in found] == [("checkpoint-100", 100), ("checkpoint-200", 200)]
 
 
+def test_the_base_in_its_own_checkpoint_folder_is_the_reference_not_a_candidate(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for step in (0, 100, 200):
+        tiny.write_tiny_model(folder / f"step-{step}.gguf", seed=step + 1)
+    base = folder / "step-0.gguf"
+    _, found = resolve_contenders(
+        _settings(tmp_path, base_model=str(base), merged_model=[str(folder)])
+    )
+    assert [(c.name, c.step) for c in found] == [("step-100", 100), ("step-200", 200)]
+
+
 def test_lora_with_several_merged_models_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="ambiguous"):
         _settings(tmp_path, base_model="b.gguf", merged_model=["x.gguf", "y.gguf"], lora=["l"])
