@@ -19,6 +19,7 @@ from simonsca.metrics import METRICS, PRIMARY
 from simonsca.outcome import CheckOutcome, Status
 from simonsca.record import Evaluation
 from simonsca.settings import Settings
+from simonsca.stats import ci_label
 from simonsca.verdict import Comparison, Verdict
 
 
@@ -151,7 +152,7 @@ def _gain(metric: str, key: str) -> Callable[[Judged], tuple[Status, str]]:
         numbers = (
             f"{spec.label} gain {spec.delta_text(d.diff)} ({e.e.reference or 'base'} "
             f"{spec.value_text(d.base)} -> "
-            f"{e.who} {spec.value_text(d.merged)}, {1 - c.alpha:.0%} CI "
+            f"{e.who} {spec.value_text(d.merged)}, {ci_label(c.alpha)} "
             f"{spec.delta_text(d.low)} to {spec.delta_text(d.high)}, n={d.n})"
         )
         if d.diff < threshold - 1e-12:
@@ -311,7 +312,7 @@ def _vs_stored(e: Judged) -> tuple[Status, str]:
         e.detail["threshold"] = limit
     numbers = (
         f"{spec.label} {spec.value_text(d.base)} in the stored run ({e.e.reference}) -> "
-        f"{spec.value_text(d.merged)} now (delta {spec.delta_text(d.diff)}, {1 - c.alpha:.0%} CI "
+        f"{spec.value_text(d.merged)} now (delta {spec.delta_text(d.diff)}, {ci_label(c.alpha)} "
         f"{spec.delta_text(d.low)} to {spec.delta_text(d.high)}, n={d.n})"
     )
     if limit is None:
@@ -378,7 +379,8 @@ CHECKS: tuple[Check, ...] = (
     Check(
         "beats_trivial_baselines",
         "test_merged_model_beats_trivial_baselines",
-        "the merged model's 95% CI of cell accuracy does not lie above the best of all-dead / "
+        "the merged model's (1 - alpha) CI of cell accuracy (alpha after --correction) does not "
+        "lie above the best of all-dead / "
         "copy-input / most-common-count (an expected failure unless require_skill)",
         ("require_skill",),
         _skill,

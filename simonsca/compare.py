@@ -26,6 +26,7 @@ from simonsca.stats import (
     DEFAULT_BOOTSTRAP_SEED,
     DEFAULT_RESAMPLES,
     TestResult,
+    ci_label,
     mcnemar_exact,
     paired_bootstrap,
     signed_rank_test,
@@ -98,6 +99,7 @@ class BaselineStanding:
     merged: Estimate  # the merged model's mean with its 95% CI
     standing: Standing
     baselines: Mapping[str, float]  # every trivial baseline's mean
+    confidence: float = 0.95  # the level of ``merged``'s CI (1 - the candidate's alpha)
 
     @property
     def skill_shown(self) -> bool:
@@ -114,7 +116,7 @@ class BaselineStanding:
             Standing.BELOW: "lies below",
         }[self.standing]
         return (
-            f"{who} {spec.label} {spec.value_text(m.value)} (95% CI "
+            f"{who} {spec.label} {spec.value_text(m.value)} ({ci_label(1 - self.confidence)} "
             f"{spec.value_text(m.low)} to {spec.value_text(m.high)}) {where} the best trivial "
             f"baseline, {self.best} at {spec.value_text(self.best_value)}"
         )
@@ -294,7 +296,7 @@ def baseline_standing(
         standing = Standing.BELOW
     else:
         standing = Standing.OVERLAPS
-    return BaselineStanding(metric, best, means[best], est, standing, means)
+    return BaselineStanding(metric, best, means[best], est, standing, means, 1 - alpha)
 
 
 def compare_generation(

@@ -39,6 +39,8 @@ def _two_to_three(data: dict[str, Any]) -> dict[str, Any]:
         for mode in (comparison.get("generation"), comparison.get("forced")):
             for f in (mode or {}).get("families", []):
                 f.setdefault("regressed", family_regressed(f["metric"], f["diff"], limit))
+            if (mode or {}).get("baseline"):
+                mode["baseline"].setdefault("confidence", 1 - float(comparison["alpha"]))
     roles = {"base": "reference", "merged": "candidate"}
     models = []
     for m in e["models"]:

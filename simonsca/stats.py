@@ -192,3 +192,9 @@ def signed_rank_test(differences: Sequence[float] | np.ndarray) -> TestResult:
     z = (abs(w_plus - mean) - 0.5) / math.sqrt(variance)  # continuity correction
     p = float(min(1.0, 2 * (1 - NormalDist().cdf(max(z, 0.0)))))
     return TestResult("signed-rank", w_plus, p, n)
+
+
+def ci_label(alpha: float) -> str:
+    """How an interval computed at ``alpha`` is named: ``95% CI``, ``98.33% CI`` (a candidate
+    judged at a Holm level) -- never a level it was not computed at."""
+    return f"{100 * (1 - alpha):.4g}% CI"

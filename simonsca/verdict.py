@@ -44,7 +44,7 @@ from simonsca.compare import (
 from simonsca.likelihood import ForcedScore
 from simonsca.metrics import METRICS, PRIMARY
 from simonsca.scoring import ItemScore
-from simonsca.stats import DEFAULT_ALPHA
+from simonsca.stats import DEFAULT_ALPHA, ci_label
 
 
 class Verdict(str, enum.Enum):
@@ -116,7 +116,7 @@ def _primary_of(
     raise ValueError("decide needs a generation or a teacher-forced comparison")
 
 
-def _numbers(mode: ModeComparison) -> str:
+def _numbers(mode: ModeComparison, alpha: float) -> str:
     metric = PRIMARY[mode.scoring]
     d = mode.delta(metric) or mode.delta("nll")
     assert d is not None
@@ -125,13 +125,17 @@ def _numbers(mode: ModeComparison) -> str:
     t = mode.exact_test
     return (
         f"{spec.label} {spec.value_text(d.base)} -> {spec.value_text(d.merged)} "
-        f"(delta {spec.delta_text(d.diff)}, 95% CI {spec.delta_text(d.low)} to "
+        f"(delta {spec.delta_text(d.diff)}, {ci_label(alpha)} {spec.delta_text(d.low)} to "
         f"{spec.delta_text(d.high)}); {exact} changed on {t.n} of {mode.n} items "
         f"(McNemar p={t.p:.3g})"
     )
 
 
-def likelihood_line(lik: LikelihoodComparison, names: tuple[str, str] = ("base", "merged")) -> str:
+def likelihood_line(
+    lik: LikelihoodComparison,
+    names: tuple[str, str] = ("base", "merged"),
+    alpha: float = DEFAULT_ALPHA,
+) -> str:
     """``likelihood: ...`` -- both answer NLLs, the paired delta with its CI, the test, noise."""
     d = lik.delta
     noise = (
@@ -141,7 +145,7 @@ def likelihood_line(lik: LikelihoodComparison, names: tuple[str, str] = ("base",
     )
     return (
         f"answer NLL {names[0]} {d.base:.3f} -> {names[1]} {d.merged:.3f} nats/token (delta "
-        f"{d.diff:+.3f}, 95% CI {d.low:+.3f} to {d.high:+.3f}, signed-rank p="
+        f"{d.diff:+.3f}, {ci_label(alpha)} {d.low:+.3f} to {d.high:+.3f}, signed-rank p="
         f"{lik.signed_rank.p:.3g}, n={d.n}); {noise}"
     )
 
@@ -182,7 +186,8 @@ def decide(
             )
             d = likelihood.delta
             headline = (
-                f"inert: {answers}, and the answer NLL moved by {d.diff:+.4f} nats/token (95% CI "
+                f"inert: {answers}, and the answer NLL moved by {d.diff:+.4f} nats/token "
+                f"({ci_label(alpha)} "
                 f"{d.low:+.4f} to {d.high:+.4f}), inside the noise floor of "
                 f"+-{likelihood.noise.item_nll if likelihood.noise else 0.0:.4f}: the finetune's "
                 "update is too small to matter"
@@ -206,7 +211,7 @@ def decide(
             names=names,
         )
     modes = [m for m in (primary, secondary) if m is not None]
-    numbers = "; ".join(_numbers(m) for m in modes)
+    numbers = "; ".join(_numbers(m, alpha) for m in modes)
     gain = any(m.significant_gain for m in modes)
     loss = any(m.significant_loss for m in modes)
     if generation is not None and same_answers:
@@ -234,7 +239,7 @@ def decide(
     if verdict is Verdict.NO_EFFECT and likelihood is not None and likelihood.significant:
         under = (
             f"learning under the surface: the right answers became significantly "
-            f"{likelihood.direction} likely ({likelihood_line(likelihood, names)})"
+            f"{likelihood.direction} likely ({likelihood_line(likelihood, names, alpha)})"
             + ("; train longer" if likelihood.delta.diff < 0 else "")
         )
         headline = f"no effect on the answers -- {under}; " + numbers

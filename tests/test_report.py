@@ -896,3 +896,31 @@ def test_check_outcomes_carry_the_numbers_their_message_states() -> None:
     assert c.baseline is not None and skill["baseline"] == c.baseline.best_value
     data = json.loads(to_json(strict))
     assert next(x for x in data["checks"] if x["name"] == "cell_gain")["detail"]["threshold"] == 0.9
+
+
+def test_a_candidate_judged_at_a_corrected_level_says_that_level(series: EvalRecord) -> None:
+    """Under Holm a candidate's intervals are computed at its own level: no line may call them
+    95% CIs."""
+    e = series.evaluation
+    items = e.items
+    answered = [i for i in items if "base" in i.answers]
+    name = "checkpoint-20"
+    bars = [m.label for m in e.models if m.role == "baseline"]
+    c = compare_runs(
+        base=[i.answers["base"].score for i in answered],
+        merged=[i.answers[name].score for i in answered],
+        base_texts=[i.answers["base"].text for i in answered],
+        merged_texts=[i.answers[name].text for i in answered],
+        baselines={b: [i.answers[b].score for i in items] for b in bars},
+        base_forced=[i.forced["base"] for i in items if i.forced],
+        merged_forced=[i.forced[name] for i in items if i.forced],
+        names=("base", name),
+        alpha=0.05 / 4,
+    )
+    pairings = tuple(replace(p, comparison=c) if p.candidate == name else p for p in e.comparisons)
+    record = replace(series, evaluation=replace(e, comparisons=pairings))
+    text = render_terminal(record)
+    lines = [x for x in text.splitlines() if name in x and "CI" in x]
+    assert lines and all("98.75% CI" in x and "95% CI" not in x for x in lines if "verdict" in x)
+    assert c.baseline is not None and "98.75% CI" in c.baseline.sentence(name)
+    assert "98.75% CI" in render_markdown(record)

@@ -41,6 +41,7 @@ from simonsca.report.tables import (
     verdict_lines,
     verdict_title,
 )
+from simonsca.stats import ci_label
 from simonsca.summary import FACETS, facet_sort_key
 
 #: An unparsed answer longer than this is cut in the page (report.json keeps it whole).
@@ -98,6 +99,7 @@ class ModeView:
     shown_candidate: str  # the candidate, when the run has several ("" otherwise)
     nav: str  # the link to it: "deltas", "deltas (chat)", "deltas (checkpoint-20)"
     pair: str  # "merged minus base"
+    ci: str  # "95% CI", or the candidate's level after --correction
     heading: str
     verdict: str | None  # the verdict line of a mode other than the primary one
     deltas: Table
@@ -242,6 +244,7 @@ def _mode_view(p: Pairing, e: Evaluation, several_modes: bool) -> ModeView:
         shown_candidate=candidate if several(e) else "",
         nav=f"deltas ({', '.join(nav)})" if nav else "deltas",
         pair=f"{candidate} minus {reference}",
+        ci=ci_label(c.alpha),
         heading=heading,
         verdict=f"{mode} prompts: {c.verdict.word} -- {c.headline}" if other else None,
         deltas=delta_rows(c),
@@ -251,7 +254,9 @@ def _mode_view(p: Pairing, e: Evaluation, several_modes: bool) -> ModeView:
             title=f"paired deltas, {candidate} minus {reference}{suffix}",
             names=c.names,
         ),
-        families=family_rows(primary, limit, c.names) if primary is not None else ([], []),
+        families=(
+            family_rows(primary, limit, c.names, c.alpha) if primary is not None else ([], [])
+        ),
         family_limit=spec.delta_text(-limit) if spec is not None else "",
         baseline=_sentence(c.baseline.sentence(candidate)) if c.baseline is not None else None,
     )

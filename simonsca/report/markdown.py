@@ -156,7 +156,7 @@ def _comparison(c: Comparison, e: Evaluation) -> list[str]:
                 f"{md_text(spec.delta_text(-limit))})"
             ),
             "",
-            md_table(*family_rows(primary, limit, c.names)),
+            md_table(*family_rows(primary, limit, c.names, c.alpha)),
             "",
         ]
     return out

@@ -12,6 +12,7 @@ from simonsca.curve import Curve
 from simonsca.metrics import FORCED_METRICS, GENERATION_METRICS, METRICS
 from simonsca.outcome import CheckOutcome, Status
 from simonsca.record import EvalRecord, Evaluation, MergeCheck
+from simonsca.stats import ci_label
 from simonsca.summary import Estimate
 from simonsca.verdict import Comparison, likelihood_line
 
@@ -84,15 +85,17 @@ def delta_cells(d: Delta) -> list[str]:
 
 def delta_rows(comparison: Comparison) -> Table:
     """Every paired delta (generation, then teacher-forced); the header names both sides."""
-    header = ["metric", *comparison.names, "delta", "95% CI"]
+    header = ["metric", *comparison.names, "delta", ci_label(comparison.alpha)]
     rows = []
     for mode in (comparison.generation, comparison.forced):
         rows += [delta_cells(d) for d in (mode.deltas if mode is not None else ())]
     return header, rows
 
 
-def family_rows(mode: ModeComparison, limit: float, names: tuple[str, str] = NAMES) -> Table:
-    header = ["facet", "value", "n", *names, "delta", "95% CI"]
+def family_rows(
+    mode: ModeComparison, limit: float, names: tuple[str, str] = NAMES, alpha: float = 0.05
+) -> Table:
+    header = ["facet", "value", "n", *names, "delta", ci_label(alpha)]
     rows = []
     for f in mode.families:
         spec = METRICS[f.metric]
@@ -120,8 +123,10 @@ def exact_test_line(mode: ModeComparison, names: tuple[str, str] = NAMES) -> str
     )
 
 
-def likelihood_text(lik: LikelihoodComparison, names: tuple[str, str] = NAMES) -> str:
-    return "likelihood: " + likelihood_line(lik, names)
+def likelihood_text(
+    lik: LikelihoodComparison, names: tuple[str, str] = NAMES, alpha: float = 0.05
+) -> str:
+    return "likelihood: " + likelihood_line(lik, names, alpha)
 
 
 def primary_comparisons(evaluation: Evaluation) -> list[tuple[str, Comparison]]:
@@ -152,7 +157,9 @@ def likelihood_lines(evaluation: Evaluation) -> list[str]:
     pairs = primary_comparisons(evaluation)
     if pairs:
         return [
-            likelihood_text(c.likelihood, c.names) for _, c in pairs if c.likelihood is not None
+            likelihood_text(c.likelihood, c.names, c.alpha)
+            for _, c in pairs
+            if c.likelihood is not None
         ]
     noise = evaluation.noise
     floor = f"; noise floor {noise.item_nll:.4f} nats/token ({noise.method})" if noise else ""
