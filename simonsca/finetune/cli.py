@@ -92,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
         "extract it from the llama-cpp-python sdist fetched by pip)",
     )
     p.add_argument("--keep-peft", action="store_true", help="keep the PEFT adapter folder")
+    p.add_argument(
+        "--save-every",
+        type=int,
+        default=0,
+        help="also save the adapter every N steps, as PEFT folders OUT/checkpoints/checkpoint-N/ "
+        "(simonsca compare BASE --lora OUT/checkpoints/ judges them as a learning curve; 0: none)",
+    )
     return p
 
 
@@ -145,6 +152,7 @@ def run(args: argparse.Namespace) -> Path:
         ("--steps", args.steps),
         ("--batch-size", args.batch_size),
         ("--rank", args.rank),
+        ("--save-every", args.save_every or 1),
     ):
         if value < 1:
             raise SimonscaError(f"{flag} must be at least 1, got {value}")
@@ -177,7 +185,20 @@ def run(args: argparse.Namespace) -> Path:
     peft_model.print_trainable_parameters()
     t_load = time.monotonic() - t0
 
-    result = train(peft_model, examples, pad_id, config)
+    def save_checkpoint(step: int) -> None:
+        folder = args.out / "checkpoints" / f"checkpoint-{step}"
+        peft_model.save_pretrained(folder)
+        print(f"[finetune] saved {folder}", flush=True)
+
+    every = args.save_every
+    result = train(
+        peft_model,
+        examples,
+        pad_id,
+        config,
+        on_step=save_checkpoint if every else None,
+        every=every,
+    )
 
     t1 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="simonsca-ft-") as tmp:

@@ -13,7 +13,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,9 +153,13 @@ def train(
     examples: Sequence[Example],
     pad_id: int,
     config: TrainConfig,
+    *,
+    on_step: Callable[[int], None] | None = None,
+    every: int = 0,
 ) -> TrainResult:
     """Run ``config.steps`` optimiser steps over ``examples`` in order (batch i = items
-    i*B .. i*B+B-1), printing step, loss, items/s and ETA."""
+    i*B .. i*B+B-1), printing step, loss, items/s and ETA; ``on_step(step)`` after every
+    ``every``-th step (saving a checkpoint), with the model back in training mode after it."""
     import torch
 
     device = pick_device(config.device)
@@ -199,6 +203,10 @@ def train(
             f"elapsed {elapsed / 60:.1f} min ETA {eta / 60:.1f} min",
             flush=True,
         )
+        if on_step is not None and every and (step + 1) % every == 0:
+            peft_model.eval()
+            on_step(step + 1)
+            peft_model.train()
         if config.max_minutes and elapsed > config.max_minutes * 60 and step + 1 < config.steps:
             print(
                 f"[finetune] time budget of {config.max_minutes} min reached, stopping", flush=True
