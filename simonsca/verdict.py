@@ -135,19 +135,25 @@ def likelihood_line(
     lik: LikelihoodComparison,
     names: tuple[str, str] = ("base", "merged"),
     alpha: float = DEFAULT_ALPHA,
+    *,
+    with_noise: bool = True,
 ) -> str:
-    """``likelihood: ...`` -- both answer NLLs, the paired delta with its CI, the test, noise."""
+    """``likelihood: ...`` -- both answer NLLs, the paired delta with its CI, the test, and (with
+    ``with_noise``) the reference's noise floor (:func:`noise_text`)."""
     d = lik.delta
-    noise = (
-        f"noise floor {lik.noise.item_nll:.4f} nats/token ({lik.noise.method})"
-        if lik.noise is not None
-        else "noise floor not measured"
-    )
-    return (
+    line = (
         f"answer NLL {names[0]} {d.base:.3f} -> {names[1]} {d.merged:.3f} nats/token (delta "
         f"{d.diff:+.3f}, {ci_label(alpha)} {d.low:+.3f} to {d.high:+.3f}, signed-rank p="
-        f"{lik.signed_rank.p:.3g}, n={d.n}); {noise}"
+        f"{lik.signed_rank.p:.3g}, n={d.n})"
     )
+    return f"{line}; {noise_text(lik.noise)}" if with_noise else line
+
+
+def noise_text(noise: NoiseFloor | None) -> str:
+    """The reference's noise floor in words (one per run: every candidate shares it)."""
+    if noise is None:
+        return "noise floor not measured"
+    return f"noise floor {noise.item_nll:.4f} nats/token ({noise.method})"
 
 
 def decide(

@@ -924,3 +924,12 @@ def test_a_candidate_judged_at_a_corrected_level_says_that_level(series: EvalRec
     assert lines and all("98.75% CI" in x and "95% CI" not in x for x in lines if "verdict" in x)
     assert c.baseline is not None and "98.75% CI" in c.baseline.sentence(name)
     assert "98.75% CI" in render_markdown(record)
+
+
+def test_several_candidates_share_one_noise_floor_line(series: EvalRecord) -> None:
+    """The floor is the reference's: said once, not once per candidate."""
+    from simonsca.report.tables import likelihood_lines
+
+    lines = likelihood_lines(series.evaluation)
+    assert [x for x in lines if "noise floor" in x] == [lines[-1]]
+    assert len(lines) == len(series.evaluation.candidates) + 1

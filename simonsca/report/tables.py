@@ -14,7 +14,7 @@ from simonsca.outcome import CheckOutcome, Status
 from simonsca.record import EvalRecord, Evaluation, MergeCheck
 from simonsca.stats import ci_label
 from simonsca.summary import Estimate
-from simonsca.verdict import Comparison, likelihood_line
+from simonsca.verdict import Comparison, likelihood_line, noise_text
 
 Table = tuple[list[str], list[list[str]]]
 
@@ -154,13 +154,17 @@ def several(evaluation: Evaluation) -> bool:
 def likelihood_lines(evaluation: Evaluation) -> list[str]:
     """``likelihood: ...``: the paired NLL line of each candidate's comparison, or each model's
     answer NLL with its CI when one model was judged (``simonsca eval``)."""
-    pairs = primary_comparisons(evaluation)
-    if pairs:
-        return [
-            likelihood_text(c.likelihood, c.names, c.alpha)
+    pairs = [(n, c) for n, c in primary_comparisons(evaluation) if c.likelihood is not None]
+    if len(pairs) > 1:
+        # one floor for every candidate (it is the reference's): said once, after them
+        lines = [
+            "likelihood: " + likelihood_line(c.likelihood, c.names, c.alpha, with_noise=False)
             for _, c in pairs
             if c.likelihood is not None
         ]
+        return [*lines, f"likelihood: {noise_text(evaluation.noise)} (the reference's, for all)"]
+    if pairs:
+        return [likelihood_text(c.likelihood, c.names, c.alpha) for _, c in pairs if c.likelihood]
     noise = evaluation.noise
     floor = f"; noise floor {noise.item_nll:.4f} nats/token ({noise.method})" if noise else ""
     out = []
