@@ -142,15 +142,7 @@ def _answer(
         label = label_of(c.name, mode, primary)
         out.contenders[label] = (role, c)
         if "generate" in s.scoring_modes:
-            out.generation[label] = generate(
-                model,
-                p.items[: s.eval_size],
-                prompt_mode=mode,
-                cache=cache,
-                progress=s.progress,
-                early_stop=s.early_stop,
-                label=label,
-            )
+            out.generation[label] = _greedy(model, p, cache, mode, label)
         if "teacher-forced" in s.scoring_modes:
             out.forced[label] = teacher_force(
                 model,
@@ -160,6 +152,22 @@ def _answer(
                 progress=s.progress,
                 label=label,
             )
+
+
+def _greedy(
+    model: Model, p: Plan, cache: AnswerCache | None, mode: str, label: str
+) -> GenerationRun:
+    """``model``'s greedy answers to the run's generated items, as the settings say."""
+    s = p.settings
+    return generate(
+        model,
+        p.items[: s.eval_size],
+        prompt_mode=mode,
+        cache=cache,
+        progress=s.progress,
+        early_stop=s.early_stop,
+        label=label,
+    )
 
 
 def _flip_requests(
@@ -253,15 +261,7 @@ def _merge_checks(p: Plan, cache: AnswerCache | None, out: Answers, say: Say) ->
             continue
         say(f"simonsca: checking the merge -- base + {adapter.name} applied at run time")
         with opened(p.reference.spec, s, lora=adapter) as model:
-            run = generate(
-                model,
-                p.items[: s.eval_size],
-                prompt_mode=s.prompt_modes[0],
-                cache=cache,
-                progress=s.progress,
-                early_stop=s.early_stop,
-                label="base + adapter",
-            )
+            run = _greedy(model, p, cache, s.prompt_modes[0], "base + adapter")
         same = sum(a.text == b.text for a, b in zip(run.predictions, merged_run.predictions))
         checks.append(MergeCheck(c.name, adapter.name, same, len(run.predictions)))
     return checks

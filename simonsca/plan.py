@@ -71,6 +71,15 @@ class Plan:
         )
 
 
+def held_out_items(settings: Settings) -> tuple[Item, ...]:
+    """The held-out items ``settings`` ask for (family, first seed, enough for every scoring)."""
+    return tuple(
+        dataset.eval_items(
+            settings.n_items, settings.eval_seed, dataset.families(settings.eval_family)
+        )
+    )
+
+
 def make_run_id(created: datetime | None = None) -> str:
     """``YYYYmmdd-HHMMSS-<6 random hex>``: sortable by time, never the same twice."""
     created = created or datetime.now(UTC)
@@ -92,11 +101,7 @@ def plan(settings: Settings, *, single: str | None = None) -> Plan:
         _preflight_model(reference.spec, settings, "base")
     for c in candidates:
         _preflight_model(c.spec, settings, "" if single else _role(c, len(candidates)))
-    items = tuple(
-        dataset.eval_items(
-            settings.n_items, settings.eval_seed, dataset.families(settings.eval_family)
-        )
-    )
+    items = held_out_items(settings)
     if settings.compare_to is not None and single is None:
         from simonsca.runs.reference import load_reference
 

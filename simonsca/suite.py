@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from simonsca import dataset
 from simonsca.answering import Answers, Say, answer_all, stderr
 from simonsca.cache import open_cache
 from simonsca.checks import evaluate_checks
@@ -25,14 +25,13 @@ from simonsca.curve import Curve
 from simonsca.forensics.findings import Finding, Severity
 from simonsca.gguf_file import identical_files
 from simonsca.learning_curve import learning_curve
-from simonsca.likelihood import ForcedScore, forced_score
+from simonsca.likelihood import forced_score
 from simonsca.metrics import FORCED_METRICS, GENERATION_METRICS, METRICS
 from simonsca.models import BASELINES
 from simonsca.multiplicity import candidate_levels
-from simonsca.plan import Plan, make_run_id, plan
+from simonsca.plan import Plan, held_out_items, make_run_id, plan
 from simonsca.record import (
     SCHEMA,
-    AnswerRecord,
     Candidate,
     Environment,
     EvalRecord,
@@ -50,6 +49,9 @@ from simonsca.settings import Settings
 from simonsca.summary import summarize
 from simonsca.tasks import Item
 from simonsca.verdict import Comparison, Verdict, compare_runs
+
+if TYPE_CHECKING:
+    from simonsca.runs.reference import StoredReference
 
 __all__ = ["SuiteResult", "evaluate_plan", "make_run_id", "plan", "run_baselines", "run_suite"]
 
@@ -72,10 +74,10 @@ def _item_records(
     items: Sequence[Item],
     generation: Mapping[str, GenerationRun],
     forced: Mapping[str, ForcedRun],
-    stored: Mapping[str, tuple[Mapping[int, AnswerRecord], Mapping[int, ForcedScore]]],
+    stored: StoredReference | None,
 ) -> tuple[ItemRecord, ...]:
     """Every item with every answer to it, parsed and scored once; ``stored``: a stored
-    reference's answers and scores by label and seed (read, not re-run)."""
+    reference, whose answers and scores are read under its labels, not re-run."""
     out = []
     for k, item in enumerate(items):
         answers = {}
@@ -95,11 +97,10 @@ def _item_records(
             for label, run in forced.items()
             if k < len(run.likelihoods)
         }
-        for label, (stored_answers, stored_forced) in stored.items():
-            if item.seed in stored_answers:
-                answers[label] = stored_answers[item.seed]
-            if item.seed in stored_forced:
-                scores[label] = stored_forced[item.seed]
+        if stored is not None:
+            stored_answers, stored_forced = stored.for_item(item.seed)
+            answers.update(stored_answers)
+            scores.update(stored_forced)
         out.append(item_record(item, answers, scores))
     return tuple(out)
 
@@ -289,21 +290,6 @@ def _identical(p: Plan) -> dict[str, bool]:
     }
 
 
-def _stored_answers(
-    p: Plan,
-) -> dict[str, tuple[Mapping[int, AnswerRecord], Mapping[int, ForcedScore]]]:
-    if p.stored is None:
-        return {}
-    primary = p.settings.prompt_modes[0]
-    return {
-        label_of(p.stored.name, mode, primary): (
-            p.stored.answers(mode),
-            p.stored.forced_scores(mode),
-        )
-        for mode in p.settings.prompt_modes
-    }
-
-
 def _confirmed(p: Plan, curve: Curve | None, say: Say) -> Curve | None:
     """With ``--confirm-best``: the best checkpoint and the reference answer as many fresh
     held-out items (the seeds after this run's) -- the best is then measured on items it was not
@@ -315,9 +301,11 @@ def _confirmed(p: Plan, curve: Curve | None, say: Say) -> Curve | None:
     fresh_seed = s.eval_seed + s.n_items
     say(f"simonsca: confirming {best.name} on {s.n_items} fresh items from seed {fresh_seed}")
     fresh = replace(s, eval_seed=fresh_seed, confirm_best=False, reports_dir=None, run_id=None)
-    items = tuple(dataset.eval_items(s.n_items, fresh_seed, dataset.families(s.eval_family)))
     again = evaluate_plan(
-        replace(p, settings=fresh, candidates=(best,), items=items, reports_dir=None), say=say
+        replace(
+            p, settings=fresh, candidates=(best,), items=held_out_items(fresh), reports_dir=None
+        ),
+        say=say,
     ).evaluation
     comparison = again.comparison_of(best.name)
     metric = curve.best.metric
@@ -364,9 +352,7 @@ def evaluate_plan(p: Plan, *, say: Say = stderr) -> EvalRecord:
         answers.noise = p.stored.noise
 
     baselines = run_baselines(p.items)
-    items = _item_records(
-        p.items, {**answers.generation, **baselines}, answers.forced, _stored_answers(p)
-    )
+    items = _item_records(p.items, {**answers.generation, **baselines}, answers.forced, p.stored)
     entries = _model_entries(answers, baselines)
     if p.stored is not None:
         entries = [*p.stored.model_entries(), *entries]

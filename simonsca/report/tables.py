@@ -154,17 +154,18 @@ def several(evaluation: Evaluation) -> bool:
 def likelihood_lines(evaluation: Evaluation) -> list[str]:
     """``likelihood: ...``: the paired NLL line of each candidate's comparison, or each model's
     answer NLL with its CI when one model was judged (``simonsca eval``)."""
-    pairs = [(n, c) for n, c in primary_comparisons(evaluation) if c.likelihood is not None]
-    if len(pairs) > 1:
+    found = [
+        (c, lik) for _, c in primary_comparisons(evaluation) if (lik := c.likelihood) is not None
+    ]
+    if len(found) > 1:
         # one floor for every candidate (it is the reference's): said once, after them
         lines = [
-            "likelihood: " + likelihood_line(c.likelihood, c.names, c.alpha, with_noise=False)
-            for _, c in pairs
-            if c.likelihood is not None
+            "likelihood: " + likelihood_line(lik, c.names, c.alpha, with_noise=False)
+            for c, lik in found
         ]
         return [*lines, f"likelihood: {noise_text(evaluation.noise)} (the reference's, for all)"]
-    if pairs:
-        return [likelihood_text(c.likelihood, c.names, c.alpha) for _, c in pairs if c.likelihood]
+    if found:
+        return [likelihood_text(lik, c.names, c.alpha) for c, lik in found]
     noise = evaluation.noise
     floor = f"; noise floor {noise.item_nll:.4f} nats/token ({noise.method})" if noise else ""
     out = []
